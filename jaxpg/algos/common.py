@@ -1,0 +1,167 @@
+"""Pieces every on-policy algorithm shares: results, metrics, NaN detection, progress, optimizers."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+from flax import struct
+
+from jaxpg import progress
+from jaxpg.envs import Environment, VectorEnv
+from jaxpg.envs import make as make_env
+from jaxpg.nets import ActorCritic, RunningStats, running_norm
+
+SCHEDULES = ("constant", "linear", "cosine")
+
+
+@struct.dataclass
+class Result:
+    """What ``train`` returns.
+
+    ``params``: final network parameters; ``metrics``: dict of per-iteration arrays (leading axis
+    = iteration); ``state``: the whole training state, for resuming (``trainer.run(result.state,
+    hparams, n)``) and for :func:`jaxpg.policy_fn` (it holds the observation normalizer).
+    ``algo`` and ``config`` are static, so a Result knows how to rebuild its network.
+    """
+
+    params: Any
+    metrics: dict
+    state: Any
+    algo: str = struct.field(pytree_node=False, default="")
+    config: Any = struct.field(pytree_node=False, default=None)
+
+
+def field_names(cls) -> tuple[str, ...]:
+    return tuple(f.name for f in dataclasses.fields(cls))
+
+
+def check_config(config) -> None:
+    """Validate fields shared by all configs with one-line errors naming valid choices."""
+    for name in ("total_steps", "num_envs"):
+        value = getattr(config, name, None)
+        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
+            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    schedule = getattr(config, "lr_schedule", "constant")
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown lr_schedule {schedule!r}; valid choices: {', '.join(SCHEDULES)}")
+
+
+def make_environment(config) -> tuple[Environment, VectorEnv]:
+    env = make_env(config.env, **dict(config.env_kwargs))
+    return env, VectorEnv(env, config.num_envs)
+
+
+def make_network(config, env: Environment) -> ActorCritic:
+    return ActorCritic(
+        action_spec=env.action_spec,
+        obs_ndim=len(env.observation_spec.shape),
+        hidden_sizes=tuple(config.hidden_sizes),
+        activation=config.activation,
+        std_mode=config.std_mode,
+        init_log_std=config.init_log_std,
+    )
+
+
+def learning_rate_schedule(kind: str, learning_rate, total_updates: int):
+    """optax schedule; ``learning_rate`` may be a traced hyperparameter."""
+    if kind == "constant":
+        return lambda count: learning_rate * jnp.ones_like(count, jnp.float32)
+    if kind == "linear":
+        return optax.linear_schedule(learning_rate, 0.0, total_updates)
+    if kind == "cosine":
+        return optax.cosine_decay_schedule(learning_rate, total_updates)
+    raise ValueError(f"unknown lr_schedule {kind!r}; valid choices: {', '.join(SCHEDULES)}")
+
+
+def adam_with_clipping(schedule, max_grad_norm) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam (eps=1e-5 as in the PPO reference implementations)."""
+    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(schedule, eps=1e-5))
+
+
+def normalize_obs(stats: RunningStats, obs: jax.Array, enabled: bool) -> jax.Array:
+    return running_norm.normalize(stats, obs) if enabled else obs
+
+
+def episode_statistics(done, episode_return, episode_length, previous_return, previous_length):
+    """Mean return/length of the episodes that ended in a rollout; carry the last value if none did.
+
+    ``done``/``episode_*``: arrays [T, N] from ``TimeStep``; returns (return, length, count).
+    """
+    done = done.astype(jnp.float32)
+    count = done.sum()
+    safe = jnp.maximum(count, 1.0)
+    mean_return = jnp.where(count > 0, (done * episode_return).sum() / safe, previous_return)
+    mean_length = jnp.where(count > 0, (done * episode_length).sum() / safe, previous_length)
+    return mean_return, mean_length, count
+
+
+def all_finite(tree) -> jax.Array:
+    leaves = [jnp.all(jnp.isfinite(x)) for x in jax.tree.leaves(tree) if jnp.issubdtype(x.dtype, jnp.floating)]
+    return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
+
+
+def report_progress(config, iteration, num_iterations, episode_return) -> None:
+    """Send progress to the host every ``config.progress_every`` iterations (static: 0 = never)."""
+    every = getattr(config, "progress_every", 0)
+    if every:
+        last = iteration + 1 == num_iterations
+
+        def send(_):
+            jax.debug.callback(progress.update, iteration + 1, episode_return)
+
+        jax.lax.cond(jnp.logical_or((iteration + 1) % every == 0, last), send, lambda _: None, None)
+
+
+def check_finite(result: Result) -> Result:
+    """Raise ``FloatingPointError`` naming the iteration where NaN/inf first appeared."""
+    finite = np.asarray(result.metrics["finite"]).astype(bool)
+    if finite.all():
+        return result
+    # With a sweep, metrics have leading [hparams, seeds] axes; report the earliest iteration.
+    iterations = np.argwhere(~finite)[:, -1]
+    first = int(iterations.min())
+    runs = int((~finite).reshape(-1, finite.shape[-1]).any(-1).sum()) if finite.ndim > 1 else 1
+    raise FloatingPointError(
+        f"NaN or inf in training: first at iteration {first} (of {finite.shape[-1]}) in {runs} run(s); "
+        "try a smaller learning rate or enable max_grad_norm"
+    )
+
+
+class Trainer:
+    """Shared entry points of the algorithms under the ``make_train`` contract.
+
+    Subclasses set ``algo``, ``config``, ``default_hparams`` and ``num_iterations`` and implement
+    ``init(key, hparams, env_params) -> state`` and ``_iteration(hparams, state) -> (state,
+    metrics)``. Then:
+
+    * ``train(key, hparams)`` runs the whole budget in one ``lax.scan`` (``jax.jit(train)``);
+    * ``train.run(state, hparams, num_iterations)`` continues from a state (resuming and chunked
+      runs give exactly the result of one uninterrupted run: the state holds the RNG key).
+    """
+
+    algo: str = ""
+    num_iterations: int
+    default_hparams: Any
+
+    def run(self, state, hparams=None, num_iterations: int | None = None) -> Result:
+        hparams = self.default_hparams if hparams is None else hparams
+        n = self.num_iterations if num_iterations is None else int(num_iterations)
+
+        def body(state, _):
+            new_state, metrics = self._iteration(hparams, state)
+            report_progress(self.config, state.iteration, self.num_iterations, metrics["episode_return"])
+            return new_state, metrics
+
+        state, metrics = jax.lax.scan(body, state, None, length=n)
+        return Result(params=state.params, metrics=metrics, state=state, algo=self.algo, config=self.config)
+
+    def __call__(self, key: jax.Array, hparams=None) -> Result:
+        return self.run(self.init(key, hparams), hparams)
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.config})"

@@ -1,0 +1,264 @@
+"""PPO: proximal policy optimization with a clipped surrogate (Schulman et al. 2017, arXiv 1707.06347).
+
+Each iteration collects ``num_envs x num_steps`` transitions with the current policy, computes
+GAE(gamma, lambda) advantages (Schulman et al. 2016) with truncated episodes bootstrapped from
+their final observation, and takes ``update_epochs`` passes of ``num_minibatches`` Adam steps on
+
+    L(theta) = -E[min(r A, clip(r, 1-eps, 1+eps) A)] + c_v L_V(theta) - c_H H[pi_theta],
+    r = pi_theta(a|s) / pi_old(a|s).
+
+The whole run is one ``lax.scan`` over iterations; defaults are the CartPole settings of the
+PPO reference implementations (CleanRL, purejaxrl): 4 envs x 128 steps, 4 epochs x 4 minibatches,
+64x64 tanh networks, lr 2.5e-4 annealed linearly to 0.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxpg import losses, policies
+from jaxpg.algos import common
+from jaxpg.nets import RunningStats, running_norm
+
+
+@dataclasses.dataclass(frozen=True)
+class PPOConfig:
+    """Static choices (they shape the compiled program)."""
+
+    env: str = "CartPole-v1"
+    env_kwargs: tuple = ()
+    total_steps: int = 500_000
+    num_envs: int = 4
+    num_steps: int = 128
+    update_epochs: int = 4
+    num_minibatches: int = 4
+    hidden_sizes: tuple = (64, 64)
+    activation: str = "tanh"
+    std_mode: str = "state_independent"
+    init_log_std: float = 0.0
+    normalize_obs: bool = False
+    normalize_advantages: bool = True
+    clip_value_loss: bool = True
+    lr_schedule: str = "linear"
+    progress_every: int = 0
+
+
+@struct.dataclass
+class PPOHParams:
+    """Float hyperparameters: a pytree argument of ``train``, so sweeps vmap over them."""
+
+    learning_rate: float = 2.5e-4
+    gamma: float = 0.99
+    gae_lambda: float = 0.95
+    clip_eps: float = 0.2
+    vf_coef: float = 0.5
+    ent_coef: float = 0.01
+    max_grad_norm: float = 0.5
+
+
+@struct.dataclass
+class PPOState:
+    params: Any
+    opt_state: Any
+    env_state: Any
+    obs: jax.Array
+    obs_stats: RunningStats
+    env_params: Any
+    key: jax.Array
+    iteration: jax.Array
+    env_steps: jax.Array
+    last_return: jax.Array
+    last_length: jax.Array
+
+
+@struct.dataclass
+class Transition:
+    obs: jax.Array  # raw observation the action was chosen from
+    latent: jax.Array
+    log_prob: jax.Array
+    value: jax.Array
+    reward: jax.Array
+    terminated: jax.Array
+    truncated: jax.Array
+    final_obs: jax.Array
+    episode_return: jax.Array
+    episode_length: jax.Array
+
+
+class PPO(common.Trainer):
+    """``train = PPO(config)``; ``result = jax.jit(train)(key, hparams)``."""
+
+    algo = "ppo"
+    Config = PPOConfig
+    HParams = PPOHParams
+
+    def __init__(self, config: PPOConfig = PPOConfig()):
+        common.check_config(config)
+        batch = config.num_envs * config.num_steps
+        if batch % config.num_minibatches:
+            raise ValueError(
+                f"num_envs * num_steps = {batch} must be divisible by num_minibatches = {config.num_minibatches}"
+            )
+        if config.total_steps < batch:
+            raise ValueError(f"total_steps = {config.total_steps} is less than one iteration ({batch} steps)")
+        self.config = config
+        self.env, self.venv = common.make_environment(config)
+        self.network = common.make_network(config, self.env)
+        self.steps_per_iteration = batch
+        self.num_iterations = config.total_steps // batch
+        self.default_hparams = PPOHParams()
+
+    # -- pieces -----------------------------------------------------------------------------
+    def optimizer(self, hparams: PPOHParams) -> optax.GradientTransformation:
+        c = self.config
+        total_updates = self.num_iterations * c.update_epochs * c.num_minibatches
+        schedule = common.learning_rate_schedule(c.lr_schedule, hparams.learning_rate, total_updates)
+        return common.adam_with_clipping(schedule, hparams.max_grad_norm)
+
+    def init(self, key: jax.Array, hparams: PPOHParams | None = None, env_params: Any = None) -> PPOState:
+        hparams = self.default_hparams if hparams is None else hparams
+        env_params = self.env.default_params if env_params is None else env_params
+        key_net, key_env, key_run = jax.random.split(key, 3)
+        dummy = jnp.zeros(self.env.observation_spec.shape, jnp.float32)
+        params = self.network.init(key_net, dummy)
+        env_state, obs = self.venv.reset(key_env, env_params)
+        return PPOState(
+            params=params,
+            opt_state=self.optimizer(hparams).init(params),
+            env_state=env_state,
+            obs=obs,
+            obs_stats=RunningStats.create(self.env.observation_spec.shape),
+            env_params=env_params,
+            key=key_run,
+            iteration=jnp.zeros((), jnp.int32),
+            env_steps=jnp.zeros((), jnp.int32),
+            last_return=jnp.zeros((), jnp.float32),
+            last_length=jnp.zeros((), jnp.float32),
+        )
+
+    def loss(self, params, hparams: PPOHParams, batch: Transition, advantages, targets):
+        """PPO loss on one minibatch; returns (total, diagnostics)."""
+        c = self.config
+        # batch.obs is already normalized with the statistics the rollout acted with.
+        dist, value = self.network.apply(params, batch.obs)
+        log_prob = policies.log_prob(dist, batch.latent)
+        if c.normalize_advantages:
+            advantages = losses.normalize_advantages(advantages)
+        policy_loss, aux = losses.ppo_clip(log_prob, batch.log_prob, advantages, clip_eps=hparams.clip_eps)
+        if c.clip_value_loss:
+            v_loss = losses.value_loss(value, targets, old_values=batch.value, clip_eps=hparams.clip_eps)
+        else:
+            v_loss = losses.value_loss(value, targets)
+        entropy = policies.entropy(dist)
+        total = policy_loss + hparams.vf_coef * v_loss + hparams.ent_coef * losses.entropy_loss(entropy)
+        return total, {
+            "loss": total,
+            "policy_loss": policy_loss,
+            "value_loss": v_loss,
+            "entropy": entropy.mean(),
+            "approx_kl": aux["approx_kl"],
+            "clip_fraction": aux["clip_fraction"],
+        }
+
+    def _rollout(self, state: PPOState, key: jax.Array):
+        c = self.config
+
+        def env_step(carry, step_key):
+            env_state, obs = carry
+            key_act, key_env = jax.random.split(step_key)
+            net_obs = common.normalize_obs(state.obs_stats, obs, c.normalize_obs)
+            dist, value = self.network.apply(state.params, net_obs)
+            act = policies.sample(dist, key_act)
+            env_state, ts = self.venv.step(key_env, env_state, act.action, state.env_params)
+            transition = Transition(
+                obs=obs,
+                latent=act.latent,
+                log_prob=act.log_prob,
+                value=value,
+                reward=ts.reward,
+                terminated=ts.terminated,
+                truncated=ts.truncated,
+                final_obs=ts.final_obs,
+                episode_return=ts.info["episode_return"],
+                episode_length=ts.info["episode_length"],
+            )
+            return (env_state, ts.obs), transition
+
+        keys = jax.random.split(key, c.num_steps)
+        (env_state, obs), traj = jax.lax.scan(env_step, (state.env_state, state.obs), keys)
+        return env_state, obs, traj
+
+    def _iteration(self, hparams: PPOHParams, state: PPOState):
+        c = self.config
+        tx = self.optimizer(hparams)
+        key, key_rollout, key_update = jax.random.split(state.key, 3)
+        env_state, obs, traj = self._rollout(state, key_rollout)
+
+        # V(s'_t) for every step: final_obs[t] is obs[t+1] unless the episode ended, where it is
+        # the true last observation, so truncated episodes bootstrap correctly.
+        norm = lambda x: common.normalize_obs(state.obs_stats, x, c.normalize_obs)
+        next_values = self.network.apply(state.params, norm(traj.final_obs), method="value")
+        advantages, targets = losses.gae(
+            traj.reward, traj.value, next_values, traj.terminated, traj.truncated,
+            gamma=hparams.gamma, lam=hparams.gae_lambda,
+        )
+
+        batch_size = self.steps_per_iteration
+        flat = lambda x: x.reshape((batch_size,) + x.shape[2:])
+        data = (jax.tree.map(flat, traj.replace(obs=norm(traj.obs))), flat(advantages), flat(targets))
+
+        def minibatch_step(carry, minibatch):
+            params, opt_state = carry
+            mb, adv, tgt = minibatch
+            grads, info = jax.grad(self.loss, has_aux=True)(params, hparams, mb, adv, tgt)
+            updates, opt_state = tx.update(grads, opt_state, params)
+            params = optax.apply_updates(params, updates)
+            info["grad_norm"] = optax.global_norm(grads)
+            return (params, opt_state), info
+
+        def epoch(carry, epoch_key):
+            perm = jax.random.permutation(epoch_key, batch_size)
+            shuffled = jax.tree.map(
+                lambda x: x[perm].reshape((c.num_minibatches, -1) + x.shape[1:]), data
+            )
+            return jax.lax.scan(minibatch_step, carry, shuffled)
+
+        (params, opt_state), info = jax.lax.scan(
+            epoch, (state.params, state.opt_state), jax.random.split(key_update, c.update_epochs)
+        )
+        info = jax.tree.map(jnp.mean, info)
+
+        obs_stats = running_norm.update(state.obs_stats, traj.obs) if c.normalize_obs else state.obs_stats
+        done = jnp.logical_or(traj.terminated, traj.truncated)
+        ep_return, ep_length, episodes = common.episode_statistics(
+            done, traj.episode_return, traj.episode_length, state.last_return, state.last_length
+        )
+        env_steps = state.env_steps + batch_size
+        new_state = PPOState(
+            params=params,
+            opt_state=opt_state,
+            env_state=env_state,
+            obs=obs,
+            obs_stats=obs_stats,
+            env_params=state.env_params,
+            key=key,
+            iteration=state.iteration + 1,
+            env_steps=env_steps,
+            last_return=ep_return,
+            last_length=ep_length,
+        )
+        metrics = {
+            **info,
+            "episode_return": ep_return,
+            "episode_length": ep_length,
+            "episodes": episodes,
+            "env_steps": env_steps,
+            "finite": jnp.logical_and(common.all_finite(info), common.all_finite(params)),
+        }
+        return new_state, metrics

@@ -1,0 +1,184 @@
+"""REINFORCE with a learned state-value baseline (Williams 1992; GPOMDP form, Baxter & Bartlett 2001).
+
+Each iteration runs ``num_envs`` fresh episodes for ``horizon`` steps (the environment's own time
+limit by default) and takes one Adam step on
+
+    L(theta, phi) = -(1/B) sum_b sum_t [log pi_theta(a_t|s_t) (G_t - V_phi(s_t))]
+                    + c_v * mean_t (V_phi(s_t) - G_t)^2 - c_H H[pi_theta],
+    G_t = sum_{k >= t} gamma^{k-t} r_k          (Monte-Carlo return-to-go, no bootstrapping)
+
+Padding after an episode's end is masked. ``total_steps`` counts *simulated* steps
+(``num_envs x horizon`` per iteration, padding included: that is the compute spent); the metric
+``valid_steps`` counts the steps that belong to episodes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import optax
+from flax import struct
+
+from jaxpg import losses, policies
+from jaxpg.algos import common
+from jaxpg.algos.episodes import EpisodeBatch, collect_episodes
+from jaxpg.nets import RunningStats, running_norm
+
+
+@dataclasses.dataclass(frozen=True)
+class ReinforceConfig:
+    env: str = "CartPole-v1"
+    env_kwargs: tuple = ()
+    total_steps: int = 1_000_000
+    num_envs: int = 8  # episodes per iteration
+    horizon: int | None = None  # None: the environment's max_steps_in_episode
+    hidden_sizes: tuple = (64, 64)
+    activation: str = "tanh"
+    std_mode: str = "state_independent"
+    init_log_std: float = 0.0
+    normalize_obs: bool = False
+    normalize_advantages: bool = True
+    lr_schedule: str = "constant"
+    progress_every: int = 0
+
+
+@struct.dataclass
+class ReinforceHParams:
+    learning_rate: float = 3e-3
+    gamma: float = 0.99
+    vf_coef: float = 0.5
+    ent_coef: float = 0.0
+    max_grad_norm: float = 1.0
+
+
+@struct.dataclass
+class ReinforceState:
+    params: Any
+    opt_state: Any
+    obs_stats: RunningStats
+    env_params: Any
+    key: jax.Array
+    iteration: jax.Array
+    env_steps: jax.Array
+    valid_steps: jax.Array
+
+
+def resolve_horizon(config, env) -> int:
+    """The episode horizon: ``config.horizon`` or the environment's own time limit."""
+    if config.horizon is not None:
+        if int(config.horizon) < 1:
+            raise ValueError(f"horizon must be a positive integer, got {config.horizon!r}")
+        return int(config.horizon)
+    limit = getattr(env.default_params, "max_steps_in_episode", None)
+    if limit is None:
+        raise ValueError(f"{config.env} has no max_steps_in_episode; set horizon=N explicitly")
+    return int(limit)
+
+
+class Reinforce(common.Trainer):
+    """``train = Reinforce(config)``; ``result = jax.jit(train)(key, hparams)``."""
+
+    algo = "reinforce"
+    Config = ReinforceConfig
+    HParams = ReinforceHParams
+
+    def __init__(self, config: ReinforceConfig = ReinforceConfig()):
+        common.check_config(config)
+        self.config = config
+        self.env, self.venv = common.make_environment(config)
+        self.network = common.make_network(config, self.env)
+        self.horizon = resolve_horizon(config, self.env)
+        self.steps_per_iteration = config.num_envs * self.horizon
+        if config.total_steps < self.steps_per_iteration:
+            raise ValueError(
+                f"total_steps = {config.total_steps} is less than one iteration "
+                f"(num_envs x horizon = {self.steps_per_iteration} steps)"
+            )
+        self.num_iterations = config.total_steps // self.steps_per_iteration
+        self.default_hparams = ReinforceHParams()
+
+    def optimizer(self, hparams) -> optax.GradientTransformation:
+        schedule = common.learning_rate_schedule(self.config.lr_schedule, hparams.learning_rate, self.num_iterations)
+        return common.adam_with_clipping(schedule, hparams.max_grad_norm)
+
+    def init(self, key, hparams=None, env_params=None) -> ReinforceState:
+        hparams = self.default_hparams if hparams is None else hparams
+        env_params = self.env.default_params if env_params is None else env_params
+        key_net, key_run = jax.random.split(key)
+        params = self.network.init(key_net, jnp.zeros(self.env.observation_spec.shape, jnp.float32))
+        return ReinforceState(
+            params=params,
+            opt_state=self.optimizer(hparams).init(params),
+            obs_stats=RunningStats.create(self.env.observation_spec.shape),
+            env_params=env_params,
+            key=key_run,
+            iteration=jnp.zeros((), jnp.int32),
+            env_steps=jnp.zeros((), jnp.int32),
+            valid_steps=jnp.zeros((), jnp.int32),
+        )
+
+    def loss(self, params, hparams, batch: EpisodeBatch, returns):
+        """REINFORCE loss on an episode batch whose ``obs`` are network inputs."""
+        dist, values = self.network.apply(params, batch.obs)
+        log_prob = policies.log_prob(dist, batch.latent)
+        baseline = jax.lax.stop_gradient(values)
+        if self.config.normalize_advantages:
+            # Normalizing G - b is a per-batch rescaling of the estimator (same direction).
+            advantages = losses.normalize_advantages(returns - baseline, mask=batch.mask)
+            policy_loss, _ = losses.reinforce_surrogate(log_prob, advantages, mask=batch.mask)
+        else:
+            policy_loss, _ = losses.reinforce_surrogate(log_prob, returns, baseline, mask=batch.mask)
+        v_loss = losses.value_loss(values, returns, mask=batch.mask)
+        entropy = policies.entropy(dist)
+        ent_loss = losses.entropy_loss(entropy, mask=batch.mask)
+        total = policy_loss + hparams.vf_coef * v_loss + hparams.ent_coef * ent_loss
+        return total, {
+            "loss": total,
+            "policy_loss": policy_loss,
+            "value_loss": v_loss,
+            "entropy": -ent_loss,
+        }
+
+    def _iteration(self, hparams, state: ReinforceState):
+        c = self.config
+        key, key_episodes = jax.random.split(state.key)
+        norm = lambda x: common.normalize_obs(state.obs_stats, x, c.normalize_obs)
+        policy = lambda obs: self.network.apply(state.params, norm(obs), method="policy")
+        batch = collect_episodes(self.venv, policy, key_episodes, self.horizon, state.env_params)
+        # Episodes end at their first termination or truncation: no bootstrap (pure Monte Carlo).
+        returns = losses.discounted_returns(
+            batch.reward, batch.terminated, batch.truncated, jnp.zeros_like(batch.reward), gamma=hparams.gamma
+        )
+        net_batch = batch.replace(obs=norm(batch.obs))
+        grads, info = jax.grad(self.loss, has_aux=True)(state.params, hparams, net_batch, returns)
+        tx = self.optimizer(hparams)
+        updates, opt_state = tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        obs_stats = state.obs_stats
+        if c.normalize_obs:
+            obs_stats = running_norm.update(obs_stats, batch.obs, mask=batch.mask)
+        new_state = ReinforceState(
+            params=params,
+            opt_state=opt_state,
+            obs_stats=obs_stats,
+            env_params=state.env_params,
+            key=key,
+            iteration=state.iteration + 1,
+            env_steps=state.env_steps + self.steps_per_iteration,
+            valid_steps=state.valid_steps + batch.mask.sum().astype(jnp.int32),
+        )
+        metrics = {
+            **info,
+            "grad_norm": optax.global_norm(grads),
+            "episode_return": batch.episode_returns.mean(),
+            "episode_length": batch.episode_lengths.mean(),
+            "episodes": jnp.asarray(c.num_envs, jnp.float32),
+            "env_steps": new_state.env_steps,
+            "valid_steps": new_state.valid_steps,
+            "finite": jnp.logical_and(common.all_finite(info), common.all_finite(params)),
+        }
+        return new_state, metrics
+

@@ -1,0 +1,62 @@
+"""Environments under one functional protocol; see :mod:`jaxpg.envs.core`.
+
+>>> env = jaxpg.envs.make("CartPole-v1")          # gymnax
+>>> env = jaxpg.envs.make("brax/inverted_pendulum")  # brax
+"""
+
+from __future__ import annotations
+
+from jaxpg.envs.core import Box, Discrete, Environment, EnvState, TimeStep, VectorEnv, tree_select
+from jaxpg.envs.gymnax_adapter import GYMNAX_ENVS, GymnaxEnv
+
+BRAX_ENVS: tuple[str, ...] = (
+    "ant",
+    "halfcheetah",
+    "hopper",
+    "humanoid",
+    "humanoidstandup",
+    "inverted_double_pendulum",
+    "inverted_pendulum",
+    "pusher",
+    "reacher",
+    "swimmer",
+    "walker2d",
+)
+
+
+def list_envs() -> list[str]:
+    """All names accepted by :func:`make`."""
+    return list(GYMNAX_ENVS) + [f"brax/{name}" for name in BRAX_ENVS]
+
+
+def make(name: str, **kwargs) -> Environment:
+    """Build an environment by name (``jaxpg.envs.list_envs()`` lists them).
+
+    gymnax names are used as gymnax spells them (``"CartPole-v1"``); brax environments are
+    ``"brax/<name>"`` and accept ``backend=`` and ``episode_length=`` keyword arguments.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"environment name must be a string, got {type(name).__name__}")
+    if name in GYMNAX_ENVS:
+        return GymnaxEnv(name, **kwargs)
+    if name.startswith("brax/") and name[len("brax/") :] in BRAX_ENVS:
+        from jaxpg.envs.brax_adapter import BraxEnv  # brax is heavy to import; only on demand
+
+        return BraxEnv(name[len("brax/") :], **kwargs)
+    raise ValueError(f"unknown environment {name!r}; valid choices: {', '.join(list_envs())}")
+
+
+__all__ = [
+    "BRAX_ENVS",
+    "Box",
+    "Discrete",
+    "EnvState",
+    "Environment",
+    "GYMNAX_ENVS",
+    "GymnaxEnv",
+    "TimeStep",
+    "VectorEnv",
+    "list_envs",
+    "make",
+    "tree_select",
+]

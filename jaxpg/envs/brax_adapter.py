@@ -1,0 +1,191 @@
+"""brax environments under the jaxpg protocol.
+
+The raw brax environment is used *without* brax's wrappers (``EpisodeWrapper``,
+``AutoResetWrapper``, ``VmapWrapper``): the time limit lives in :class:`BraxParams` (a pytree, so it
+can differ per vmapped copy), and auto-reset, episode statistics and vectorization come from
+:mod:`jaxpg.envs.core` like for every other backend.
+
+brax reports natural termination through ``State.done`` (a float); it becomes ``terminated``. The
+time limit becomes ``truncated``, so a truncated episode is bootstrapped from ``ts.final_obs``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import sys
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import struct
+
+from jaxpg.envs.core import Box, Environment
+
+# brax warns that it is unmaintained (a UserWarning from ``mjcf.load``, i.e. every time an
+# environment is built) and its import pulls in jaxopt (a DeprecationWarning) and mujoco.mjx, which
+# *prints* "Failed to import warp/mujoco_warp" when the optional GPU package ``warp`` is absent.
+# None of it is actionable for jaxpg users, so it is silenced here; any other output is passed on.
+_QUIET_MESSAGES = (
+    r"Brax System, piplines and environments are not actively",
+    r"JAXopt is no longer maintained",
+)
+_QUIET_PRINTS = ("Failed to import warp", "Failed to import mujoco_warp")
+
+
+@contextlib.contextmanager
+def _quiet_brax():
+    buffer = io.StringIO()
+    with warnings.catch_warnings():
+        for message in _QUIET_MESSAGES:
+            warnings.filterwarnings("ignore", message=message)
+        try:
+            with contextlib.redirect_stdout(buffer):
+                yield
+        finally:
+            kept = [
+                line
+                for line in buffer.getvalue().splitlines()
+                if not line.startswith(_QUIET_PRINTS)
+            ]
+            if kept:
+                sys.stdout.write("\n".join(kept) + "\n")
+
+
+with _quiet_brax():
+    import brax.envs as brax_envs
+
+VALID_BACKENDS: tuple[str, ...] = ("generalized", "positional", "spring", "mjx")
+
+# Default physics pipeline per environment, the fastest (compile + run) on CPU among the pipelines
+# that work in brax 0.14.2; see the measurements in tests/test_brax_env.py's module docstring.
+# Environments not listed use brax's own default.
+DEFAULT_BACKENDS: dict[str, str] = {
+    "inverted_pendulum": "generalized",
+    "inverted_double_pendulum": "generalized",
+    "hopper": "spring",
+    "walker2d": "spring",
+    "ant": "spring",
+    "halfcheetah": "positional",
+}
+
+
+@struct.dataclass
+class BraxParams:
+    """Environment parameters of a brax environment (a pytree: vmappable per copy/level).
+
+    Attributes:
+      max_steps_in_episode: int32 time limit; the step that reaches it is ``truncated``.
+    """
+
+    max_steps_in_episode: jax.Array
+
+
+@struct.dataclass
+class BraxState:
+    """Backend state: brax's ``State`` (pipeline state, obs, reward, done, metrics, info) and the
+    number of steps taken in the current episode."""
+
+    brax_state: Any
+    time: jax.Array
+
+
+def _strong(x: Any) -> jax.Array:
+    """``x`` as an array of its own dtype, never weakly typed (so reset and step leaves agree)."""
+    x = jnp.asarray(x)
+    return jnp.asarray(x, dtype=x.dtype)
+
+
+def _like(new: Any, like: Any) -> Any:
+    """``new`` cast to the pytree structure and dtypes of ``like``.
+
+    Dict entries (brax ``metrics``/``info``) that ``like`` lacks are dropped, so reset and step
+    states have identical structure and dtypes for ``tree_select``.
+    """
+    if isinstance(like, dict):
+        return {k: _like(new[k], v) for k, v in like.items()}
+    return jax.tree.map(lambda a, b: jnp.asarray(a, dtype=b.dtype), new, like)
+
+
+def _canonical_brax_state(state: Any, like: Any = None) -> Any:
+    """obs/reward/done as float32 and no weak types; with ``like``, matched to ``like``."""
+    state = state.replace(
+        obs=jnp.asarray(state.obs, jnp.float32),
+        reward=jnp.asarray(state.reward, jnp.float32),
+        done=jnp.asarray(state.done, jnp.float32),
+    )
+    if like is None:
+        return jax.tree.map(_strong, state)
+    return state.replace(
+        pipeline_state=_like(state.pipeline_state, like.pipeline_state),
+        metrics=_like(state.metrics, like.metrics),
+        info=_like(state.info, like.info),
+    )
+
+
+class BraxEnv(Environment):
+    """Adapter over ``brax.envs.get_environment(name, backend=...)``.
+
+    Args:
+      name: brax environment name (``"hopper"``; a ``"brax/"`` prefix is accepted).
+      backend: physics pipeline, one of :data:`VALID_BACKENDS`; ``None`` picks
+        :data:`DEFAULT_BACKENDS` (chosen for CPU speed).
+      episode_length: default ``max_steps_in_episode`` (time limit -> ``truncated``).
+      **brax_kwargs: passed to the brax environment constructor.
+
+    Actions live in ``[-1, 1]`` (brax scales them to the actuator ranges and clips in the
+    physics); ``step`` is deterministic, only ``reset`` uses the key.
+    """
+
+    def __init__(self, name: str, backend: str | None = None, episode_length: int = 1000, **brax_kwargs):
+        name = name[len("brax/") :] if name.startswith("brax/") else name
+        registry = getattr(brax_envs, "_envs", None)
+        if registry is not None and name not in registry:
+            raise ValueError(
+                f"unknown brax environment {name!r}; valid choices: {', '.join(sorted(registry))}"
+            )
+        if backend is None:
+            backend = DEFAULT_BACKENDS.get(name)
+        if backend is not None and backend not in VALID_BACKENDS:
+            raise ValueError(
+                f"unknown brax backend {backend!r}; valid choices: {', '.join(VALID_BACKENDS)}"
+            )
+        if int(episode_length) < 1:
+            raise ValueError(f"episode_length must be a positive integer, got {episode_length!r}")
+        if backend is not None:
+            brax_kwargs["backend"] = backend
+        with _quiet_brax():
+            self.brax_env = brax_envs.get_environment(name, **brax_kwargs)
+        self.name = f"brax/{name}"
+        self.backend = self.brax_env.backend
+        self.episode_length = int(episode_length)
+        self.default_params = BraxParams(
+            max_steps_in_episode=jnp.asarray(self.episode_length, jnp.int32)
+        )
+        obs_size = self.brax_env.observation_size
+        if not isinstance(obs_size, int):
+            raise TypeError(
+                f"brax environment {name!r} has a structured observation ({obs_size!r}); "
+                "only flat vector observations are supported"
+            )
+        self.observation_spec = Box.make(-np.inf, np.inf, (obs_size,))
+        self.action_spec = Box.make(-1.0, 1.0, (int(self.brax_env.action_size),))
+
+    def reset_raw(self, key, params):
+        brax_state = _canonical_brax_state(self.brax_env.reset(key))
+        return BraxState(brax_state, jnp.zeros((), jnp.int32)), brax_state.obs
+
+    def step_raw(self, key, state, action, params):
+        del key  # brax dynamics are deterministic
+        action = jnp.asarray(action, jnp.float32)
+        brax_state = self.brax_env.step(state.brax_state, action)
+        brax_state = _canonical_brax_state(brax_state, like=state.brax_state)
+        time = state.time + 1
+        terminated = brax_state.done > 0.5
+        truncated = time >= params.max_steps_in_episode
+        return BraxState(brax_state, time), brax_state.obs, brax_state.reward, terminated, truncated
+
+    def __repr__(self) -> str:
+        return f"BraxEnv({self.name!r}, backend={self.backend!r})"

@@ -1,0 +1,22 @@
+"""Pure-array losses and return estimators (rlax-style; depends only on jax and chex).
+
+All arrays are time-major (axis 0 is time). Masks are explicit ``None`` (all valid) or bool/float
+arrays, and every masked average goes through :func:`masked_mean`.
+"""
+
+from .normalize import masked_mean, normalize_advantages
+from .policy_gradient import ppo_clip, reinforce_surrogate
+from .regularizers import entropy_loss
+from .returns import discounted_returns, gae
+from .value import value_loss
+
+__all__ = [
+    "discounted_returns",
+    "entropy_loss",
+    "gae",
+    "masked_mean",
+    "normalize_advantages",
+    "ppo_clip",
+    "reinforce_surrogate",
+    "value_loss",
+]

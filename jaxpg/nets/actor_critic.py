@@ -1,0 +1,48 @@
+"""The actor-critic network pair: separate MLP torsos for the policy and the value function."""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxpg.nets.mlp import MLP, ValueHead
+from jaxpg.policies.heads import policy_head
+
+
+class ActorCritic(nn.Module):
+    """``obs -> (action distribution, V(obs))``.
+
+    Observations with ``obs_ndim`` trailing dimensions (e.g. MinAtar's 10x10x4 grids) are
+    flattened; any leading dimensions are batch dimensions. Actor and critic share no weights,
+    the usual choice for PPO on control tasks (Andrychowicz et al. 2021, "What matters in
+    on-policy RL").
+    """
+
+    action_spec: Any
+    obs_ndim: int = 1
+    hidden_sizes: Sequence[int] = (64, 64)
+    activation: str = "tanh"
+    std_mode: str = "state_independent"
+    init_log_std: float = 0.0
+
+    def setup(self):
+        self.actor_torso = MLP(self.hidden_sizes, self.activation)
+        self.critic_torso = MLP(self.hidden_sizes, self.activation)
+        self.head = policy_head(self.action_spec, self.std_mode, self.init_log_std)
+        self.value_head = ValueHead()
+
+    def _flatten(self, obs):
+        obs = jnp.asarray(obs, jnp.float32)
+        return obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,))
+
+    def __call__(self, obs):
+        x = self._flatten(obs)
+        return self.head(self.actor_torso(x)), self.value_head(self.critic_torso(x))
+
+    def policy(self, obs):
+        return self.head(self.actor_torso(self._flatten(obs)))
+
+    def value(self, obs):
+        return self.value_head(self.critic_torso(self._flatten(obs)))

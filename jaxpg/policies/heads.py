@@ -1,0 +1,73 @@
+"""Policy heads: network features -> a distrax action distribution, built from the action spec."""
+
+from __future__ import annotations
+
+import distrax
+import flax.linen as nn
+import jax.numpy as jnp
+
+from jaxpg.envs.core import Box, Discrete
+from jaxpg.policies.distributions import tanh_gaussian
+
+STD_MODES = ("state_independent", "state_dependent")
+
+
+class CategoricalHead(nn.Module):
+    """Logits from a small-scale orthogonal layer (gain 0.01): a near-uniform initial policy."""
+
+    num_actions: int
+
+    @nn.compact
+    def __call__(self, features):
+        logits = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))(features)
+        return distrax.Categorical(logits=logits)
+
+
+class GaussianHead(nn.Module):
+    """Diagonal Gaussian; tanh-squashed into the action box when the box is bounded.
+
+    ``std_mode="state_independent"``: a learned log-std vector (initialized to ``init_log_std``).
+    ``std_mode="state_dependent"``: log-std is a linear function of the features, mapped smoothly
+    into ``[log_std_min, log_std_max]`` with ``tanh`` (as in SAC implementations) so that the std
+    can neither collapse to 0 nor explode.
+    """
+
+    action_spec: Box
+    std_mode: str = "state_independent"
+    init_log_std: float = 0.0
+    log_std_min: float = -5.0
+    log_std_max: float = 2.0
+
+    @nn.compact
+    def __call__(self, features):
+        dim = self.action_spec.shape[-1] if self.action_spec.shape else 1
+        mean = nn.Dense(dim, kernel_init=nn.initializers.orthogonal(0.01))(features)
+        if self.std_mode == "state_independent":
+            log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (dim,))
+            log_std = jnp.broadcast_to(log_std, mean.shape)
+        elif self.std_mode == "state_dependent":
+            raw = nn.Dense(dim, kernel_init=nn.initializers.orthogonal(0.01))(features)
+            half_range = (self.log_std_max - self.log_std_min) / 2.0
+            mid = (self.log_std_max + self.log_std_min) / 2.0
+            # Start at init_log_std: shift so that raw = 0 maps to it.
+            offset = jnp.arctanh((self.init_log_std - mid) / half_range)
+            log_std = mid + half_range * jnp.tanh(raw + offset)
+        else:
+            raise ValueError(f"unknown std_mode {self.std_mode!r}; valid choices: {', '.join(STD_MODES)}")
+        std = jnp.exp(log_std)
+        if self.action_spec.bounded:
+            return tanh_gaussian(mean, std, self.action_spec.low, self.action_spec.high)
+        return distrax.MultivariateNormalDiag(mean, std)
+
+
+def policy_head(action_spec, std_mode: str = "state_independent", init_log_std: float = 0.0) -> nn.Module:
+    """The head that fits ``action_spec``: categorical for Discrete, Gaussian for Box."""
+    if std_mode not in STD_MODES:
+        raise ValueError(f"unknown std_mode {std_mode!r}; valid choices: {', '.join(STD_MODES)}")
+    if isinstance(action_spec, Discrete):
+        return CategoricalHead(action_spec.n)
+    if isinstance(action_spec, Box):
+        if len(action_spec.shape) > 1:
+            raise ValueError(f"Box actions must be a vector, got shape {action_spec.shape}")
+        return GaussianHead(action_spec, std_mode=std_mode, init_log_std=init_log_std)
+    raise TypeError(f"unsupported action spec {type(action_spec).__name__}; valid: Discrete, Box")
