@@ -1,0 +1,67 @@
+"""Algorithms under one contract: ``train = make_train(name, env=..., **overrides)``.
+
+``result = jax.jit(train)(key, hparams)`` runs the whole training in one compiled ``lax.scan``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+from jaxpg.algos.common import Result, Trainer, check_finite
+from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams
+from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams
+
+ALGORITHMS: dict[str, type[Trainer]] = {
+    "ppo": PPO,
+    "reinforce": Reinforce,
+}
+
+
+def get_algorithm(name: str) -> type[Trainer]:
+    if name not in ALGORITHMS:
+        raise ValueError(f"unknown algorithm {name!r}; valid choices: {', '.join(ALGORITHMS)}")
+    return ALGORITHMS[name]
+
+
+def make_train(algo: str, env: str | None = None, hparams: dict | None = None, **overrides) -> Trainer:
+    """One-line entry point: ``make_train("ppo", env="CartPole-v1", total_steps=100_000)``.
+
+    Keyword overrides may name fields of the algorithm's ``Config`` (static: network sizes, batch
+    shapes, budget) or of its ``HParams`` (floats: they become ``train.default_hparams``).
+    """
+    cls = get_algorithm(algo)
+    config_fields = {f.name for f in dataclasses.fields(cls.Config)}
+    hparam_fields = {f.name for f in dataclasses.fields(cls.HParams)}
+    config_kwargs, hparam_kwargs = {}, dict(hparams or {})
+    if env is not None:
+        config_kwargs["env"] = env
+    for key, value in overrides.items():
+        if key in config_fields:
+            config_kwargs[key] = value
+        elif key in hparam_fields:
+            hparam_kwargs[key] = value
+        else:
+            valid = ", ".join(sorted(config_fields | hparam_fields))
+            raise ValueError(f"unknown option {key!r} for {algo}; valid choices: {valid}")
+    unknown = set(hparam_kwargs) - hparam_fields
+    if unknown:
+        raise ValueError(f"unknown hyperparameter {sorted(unknown)[0]!r} for {algo}; valid choices: {', '.join(sorted(hparam_fields))}")
+    trainer = cls(cls.Config(**config_kwargs))
+    trainer.default_hparams = cls.HParams(**hparam_kwargs)
+    return trainer
+
+
+__all__ = [
+    "ALGORITHMS",
+    "PPO",
+    "PPOConfig",
+    "PPOHParams",
+    "Reinforce",
+    "ReinforceConfig",
+    "ReinforceHParams",
+    "Result",
+    "Trainer",
+    "check_finite",
+    "get_algorithm",
+    "make_train",
+]

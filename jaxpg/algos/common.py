@@ -105,16 +105,22 @@ def all_finite(tree) -> jax.Array:
     return jnp.all(jnp.stack(leaves)) if leaves else jnp.array(True)
 
 
-def report_progress(config, iteration, num_iterations, episode_return) -> None:
-    """Send progress to the host every ``config.progress_every`` iterations (static: 0 = never)."""
+def report_progress(config, step, num_steps: int, episode_return) -> None:
+    """Send progress to the host every ``config.progress_every`` iterations (static; 0 = never).
+
+    ``step`` is the scan index of this call (not the state's iteration counter): it is never
+    batched under ``vmap``, so the ``cond`` stays a real branch and the host hears from the run
+    only every ``progress_every`` iterations. The host adds the offset of resumed runs
+    (``progress.set_offset``).
+    """
     every = getattr(config, "progress_every", 0)
     if every:
-        last = iteration + 1 == num_iterations
+        due = jnp.logical_or((step + 1) % every == 0, step + 1 == num_steps)
 
         def send(_):
-            jax.debug.callback(progress.update, iteration + 1, episode_return)
+            jax.debug.callback(progress.update, step + 1, episode_return)
 
-        jax.lax.cond(jnp.logical_or((iteration + 1) % every == 0, last), send, lambda _: None, None)
+        jax.lax.cond(due, send, lambda _: None, None)
 
 
 def check_finite(result: Result) -> Result:
@@ -152,12 +158,12 @@ class Trainer:
         hparams = self.default_hparams if hparams is None else hparams
         n = self.num_iterations if num_iterations is None else int(num_iterations)
 
-        def body(state, _):
+        def body(state, step):
             new_state, metrics = self._iteration(hparams, state)
-            report_progress(self.config, state.iteration, self.num_iterations, metrics["episode_return"])
+            report_progress(self.config, step, n, metrics["episode_return"])
             return new_state, metrics
 
-        state, metrics = jax.lax.scan(body, state, None, length=n)
+        state, metrics = jax.lax.scan(body, state, jnp.arange(n))
         return Result(params=state.params, metrics=metrics, state=state, algo=self.algo, config=self.config)
 
     def __call__(self, key: jax.Array, hparams=None) -> Result:

@@ -46,10 +46,11 @@ def collect_episodes(
     key: jax.Array,
     horizon: int,
     env_params: Any,
+    deterministic: bool = False,
 ) -> EpisodeBatch:
     """Run ``venv.num_envs`` episodes from fresh resets for ``horizon`` steps.
 
-    ``policy(obs) -> distrax distribution`` (observations already as the network wants them).
+    ``policy(obs) -> distrax distribution``; ``deterministic=True`` acts with its mode.
     """
     key_reset, key_steps = jax.random.split(key)
     env_state, obs = venv.reset(key_reset, env_params)
@@ -57,7 +58,8 @@ def collect_episodes(
     def step(carry, step_key):
         env_state, obs, alive = carry
         key_act, key_env = jax.random.split(step_key)
-        act = policies.sample(policy(obs), key_act)
+        dist = policy(obs)
+        act = policies.mode_sample(dist) if deterministic else policies.sample(dist, key_act)
         env_state, ts = venv.step(key_env, env_state, act.action, env_params)
         out = (obs, act.latent, act.log_prob, ts.reward, ts.terminated, ts.truncated, alive)
         return (env_state, ts.obs, jnp.logical_and(alive, ~ts.done)), out

@@ -6,6 +6,7 @@ from jaxpg.policies.distributions import (
     entropy,
     log_prob,
     mode,
+    mode_sample,
     sample,
     tanh_gaussian,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "entropy",
     "log_prob",
     "mode",
+    "mode_sample",
     "policy_head",
     "sample",
     "tanh_gaussian",

@@ -55,6 +55,12 @@ def sample(dist: distrax.Distribution, key: jax.Array) -> ActionSample:
     return ActionSample(latent=latent, action=decode(dist, latent), log_prob=log_prob(dist, latent))
 
 
+def mode_sample(dist: distrax.Distribution) -> ActionSample:
+    """The deterministic (mode) action as an :class:`ActionSample`, for evaluation."""
+    latent = dist.distribution.mode() if isinstance(dist, distrax.Transformed) else dist.mode()
+    return ActionSample(latent=latent, action=decode(dist, latent), log_prob=log_prob(dist, latent))
+
+
 def decode(dist: distrax.Distribution, latent: jax.Array) -> jax.Array:
     """The environment action that ``latent`` stands for."""
     if isinstance(dist, distrax.Transformed):
