@@ -219,7 +219,7 @@ class PPO(common.Trainer):
             grads, info = jax.grad(self.loss, has_aux=True)(params, hparams, mb, adv, tgt)
             updates, opt_state = tx.update(grads, opt_state, params)
             params = optax.apply_updates(params, updates)
-            info["grad_norm"] = optax.global_norm(grads)
+            info["grad_norm"] = optax.tree.norm(grads)
             return (params, opt_state), info
 
         def epoch(carry, epoch_key):

@@ -172,7 +172,7 @@ class Reinforce(common.Trainer):
         )
         metrics = {
             **info,
-            "grad_norm": optax.global_norm(grads),
+            "grad_norm": optax.tree.norm(grads),
             "episode_return": batch.episode_returns.mean(),
             "episode_length": batch.episode_lengths.mean(),
             "episodes": jnp.asarray(c.num_envs, jnp.float32),

@@ -194,13 +194,20 @@ class VectorEnv:
     def default_params(self):
         return self.env.default_params
 
+    def _params(self, params):
+        if params is None:
+            if self._params_axis is not None:
+                raise ValueError("VectorEnv(batched_params=True) needs params with a leading num_envs axis")
+            return self.env.default_params
+        return params
+
     def reset(self, key: jax.Array, params: Any = None):
-        params = self.env.default_params if params is None else params
+        params = self._params(params)
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.reset, in_axes=(0, self._params_axis))(keys, params)
 
     def step(self, key: jax.Array, state: EnvState, action: jax.Array, params: Any = None):
-        params = self.env.default_params if params is None else params
+        params = self._params(params)
         keys = jax.random.split(key, self.num_envs)
         return jax.vmap(self.env.step, in_axes=(0, 0, 0, self._params_axis))(
             keys, state, action, params

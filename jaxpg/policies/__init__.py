@@ -2,6 +2,7 @@
 
 from jaxpg.policies.distributions import (
     ActionSample,
+    SquashedDistribution,
     decode,
     entropy,
     log_prob,
@@ -17,6 +18,7 @@ __all__ = [
     "CategoricalHead",
     "GaussianHead",
     "STD_MODES",
+    "SquashedDistribution",
     "decode",
     "entropy",
     "log_prob",

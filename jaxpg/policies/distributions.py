@@ -27,6 +27,15 @@ import jax.numpy as jnp
 from flax import struct
 
 
+class SquashedDistribution(distrax.Transformed):
+    """A latent distribution pushed through a fixed (parameter-free) decoder bijector.
+
+    Its own class, because distrax's ``MultivariateNormalDiag`` is itself a ``Transformed``
+    (a standard normal through an affine map): testing for ``Transformed`` would treat a plain
+    Gaussian's standard-normal noise as the latent and lose the mean's gradient.
+    """
+
+
 @struct.dataclass
 class ActionSample:
     """``latent``: what the policy sampled; ``action``: what the env receives; ``log_prob`` of it."""
@@ -36,19 +45,19 @@ class ActionSample:
     log_prob: jax.Array
 
 
-def tanh_gaussian(mean: jax.Array, std: jax.Array, low, high) -> distrax.Transformed:
+def tanh_gaussian(mean: jax.Array, std: jax.Array, low, high) -> SquashedDistribution:
     """Diagonal Gaussian squashed by ``tanh`` and scaled into ``[low, high]`` (event ndim 1)."""
     low = jnp.asarray(low, jnp.float32)
     high = jnp.asarray(high, jnp.float32)
     squash = distrax.Chain(
         [distrax.ScalarAffine(shift=(high + low) / 2.0, scale=(high - low) / 2.0), distrax.Tanh()]
     )
-    return distrax.Transformed(distrax.MultivariateNormalDiag(mean, std), distrax.Block(squash, 1))
+    return SquashedDistribution(distrax.MultivariateNormalDiag(mean, std), distrax.Block(squash, 1))
 
 
 def sample(dist: distrax.Distribution, key: jax.Array) -> ActionSample:
     """Sample a latent, decode it, and score it."""
-    if isinstance(dist, distrax.Transformed):
+    if isinstance(dist, SquashedDistribution):
         latent = dist.distribution.sample(seed=key)
     else:
         latent = dist.sample(seed=key)
@@ -57,27 +66,27 @@ def sample(dist: distrax.Distribution, key: jax.Array) -> ActionSample:
 
 def mode_sample(dist: distrax.Distribution) -> ActionSample:
     """The deterministic (mode) action as an :class:`ActionSample`, for evaluation."""
-    latent = dist.distribution.mode() if isinstance(dist, distrax.Transformed) else dist.mode()
+    latent = dist.distribution.mode() if isinstance(dist, SquashedDistribution) else dist.mode()
     return ActionSample(latent=latent, action=decode(dist, latent), log_prob=log_prob(dist, latent))
 
 
 def decode(dist: distrax.Distribution, latent: jax.Array) -> jax.Array:
     """The environment action that ``latent`` stands for."""
-    if isinstance(dist, distrax.Transformed):
+    if isinstance(dist, SquashedDistribution):
         return dist.bijector.forward(latent)
     return latent
 
 
 def log_prob(dist: distrax.Distribution, latent: jax.Array) -> jax.Array:
     """log-density of the action decoded from ``latent`` (change of variables for squashes)."""
-    if isinstance(dist, distrax.Transformed):
+    if isinstance(dist, SquashedDistribution):
         return dist.distribution.log_prob(latent) - dist.bijector.forward_log_det_jacobian(latent)
     return dist.log_prob(latent)
 
 
 def mode(dist: distrax.Distribution) -> jax.Array:
     """Deterministic action for evaluation: the decoded mode of the latent distribution."""
-    if isinstance(dist, distrax.Transformed):
+    if isinstance(dist, SquashedDistribution):
         return dist.bijector.forward(dist.distribution.mode())
     return dist.mode()
 
@@ -90,6 +99,6 @@ def entropy(dist: distrax.Distribution) -> jax.Array:
     regularizes), which is an upper bound of the squashed entropy up to the constant
     ``sum log scale``: ``H(a) = H(u) + E[log|da/du|] <= H(u) + sum log scale``.
     """
-    if isinstance(dist, distrax.Transformed):
+    if isinstance(dist, SquashedDistribution):
         return dist.distribution.entropy()
     return dist.entropy()

@@ -46,6 +46,11 @@ class GaussianHead(nn.Module):
             log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (dim,))
             log_std = jnp.broadcast_to(log_std, mean.shape)
         elif self.std_mode == "state_dependent":
+            if not self.log_std_min < self.init_log_std < self.log_std_max:
+                raise ValueError(
+                    f"init_log_std = {self.init_log_std} must lie strictly inside "
+                    f"({self.log_std_min}, {self.log_std_max}) for std_mode='state_dependent'"
+                )
             raw = nn.Dense(dim, kernel_init=nn.initializers.orthogonal(0.01))(features)
             half_range = (self.log_std_max - self.log_std_min) / 2.0
             mid = (self.log_std_max + self.log_std_min) / 2.0

@@ -1,0 +1,373 @@
+"""Action distributions, the latent -> action decoding, and the policy heads.
+
+The tanh-Gaussian log-density is checked three independent ways: against the change-of-variables
+formula written out with scipy, against distrax's own ``log_prob`` of the decoded action (where
+the action is not saturated), and by integrating its density over the action box.
+"""
+
+from __future__ import annotations
+
+import distrax
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import scipy.special
+import scipy.stats
+
+import jaxpg.nets
+from jaxpg import policies
+from jaxpg.envs import Box, Discrete
+from jaxpg.policies import CategoricalHead, GaussianHead, policy_head
+
+
+def _log_det_tanh(u):
+    """log(1 - tanh(u)^2) in float64, stable for large |u|: 2 * (log 2 - |u| - log1p(exp(-2|u|)))."""
+    u = np.abs(np.asarray(u, np.float64))
+    return 2.0 * (np.log(2.0) - u - np.log1p(np.exp(-2.0 * u)))
+
+
+def _hand_log_prob(u, mu, std, low, high):
+    """Change of variables for a = shift + scale * tanh(u), summed over the last axis."""
+    u, mu, std, low, high = (np.asarray(x, np.float64) for x in (u, mu, std, low, high))
+    scale = (high - low) / 2.0
+    per_dim = scipy.stats.norm.logpdf(u, mu, std) - (np.log(scale) + _log_det_tanh(u))
+    return per_dim.sum(-1)
+
+
+@jax.jit
+def _tg_log_prob(mu, std, low, high, u):
+    """log_prob of each row of ``u`` under one tanh-Gaussian (one compile per shape)."""
+    dist = policies.tanh_gaussian(mu, std, low, high)
+    return jax.vmap(lambda x: policies.log_prob(dist, x))(u)
+
+
+@jax.jit
+def _tg_decode_and_distrax_log_prob(mu, std, low, high, u):
+    dist = policies.tanh_gaussian(mu, std, low, high)
+    actions = jax.vmap(lambda x: policies.decode(dist, x))(u)
+    return actions, jax.vmap(dist.log_prob)(actions)
+
+
+def _f32(*xs):
+    return tuple(jnp.asarray(x, jnp.float32).reshape(-1) if np.ndim(x) <= 1 else jnp.asarray(x, jnp.float32) for x in xs)
+
+
+# (low, high, mu, std): not centred in the box, and one asymmetric box.
+CASES_1D = [
+    (-2.0, 2.0, 0.7, 0.6),
+    (-2.0, 2.0, -1.1, 1.4),
+    (0.0, 3.0, -0.4, 1.3),
+]
+
+
+# --------------------------------------------------------------------------------------------
+# tanh-Gaussian log-density.
+
+
+@pytest.mark.parametrize("low,high,mu,std", CASES_1D)
+def test_tanh_gaussian_log_prob_matches_change_of_variables(low, high, mu, std):
+    args = _f32(mu, std, low, high)
+    u = np.linspace(-3.0, 3.0, 13, dtype=np.float32)[:, None]
+    got = _tg_log_prob(*args, u)
+    expected = _hand_log_prob(u, mu, std, low, high)
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-5)
+    # distrax's route inverts the squash at the action (atanh); fine away from saturation.
+    actions, via_distrax = _tg_decode_and_distrax_log_prob(*args, u)
+    np.testing.assert_allclose(actions[:, 0], (high + low) / 2 + (high - low) / 2 * np.tanh(u[:, 0]), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(got, via_distrax, rtol=1e-3, atol=1e-3)
+
+
+def test_tanh_gaussian_log_prob_is_finite_at_saturated_actions():
+    args = _f32(0.5, 2.0, -2.0, 2.0)
+    u = np.array([[12.0], [-15.0], [30.0]], np.float32)
+    actions, _ = _tg_decode_and_distrax_log_prob(*args, u)
+    np.testing.assert_array_equal(actions[:, 0], [2.0, -2.0, 2.0])  # tanh rounds to +-1 in float32
+    got = _tg_log_prob(*args, u)
+    assert np.all(np.isfinite(got))
+    np.testing.assert_allclose(got, _hand_log_prob(u, 0.5, 2.0, -2.0, 2.0), rtol=1e-5)
+
+
+@pytest.mark.parametrize("low,high,mu,std", CASES_1D)
+def test_tanh_gaussian_density_integrates_to_one_over_the_box(low, high, mu, std):
+    shift, scale = (high + low) / 2.0, (high - low) / 2.0
+    # A fine grid in *action* space, open at the ends; u = atanh((a - shift) / scale).
+    a = np.linspace(low, high, 100_001)[1:-1]
+    u = np.arctanh((a - shift) / scale).astype(np.float32)[:, None]
+    density = np.exp(np.asarray(_tg_log_prob(*_f32(mu, std, low, high), u), np.float64))
+    np.testing.assert_allclose(np.trapezoid(density, a), 1.0, atol=2e-3)
+    # The first moment agrees with sampling (independent of the density code).
+    quad_mean = np.trapezoid(a * density, a)
+    samples = jax.jit(
+        lambda key, mu, std, low, high: policies.sample(
+            policies.tanh_gaussian(jnp.full((20_000, 1), mu), jnp.full((20_000, 1), std), low, high), key
+        ).action[:, 0]
+    )(jax.random.PRNGKey(0), *_f32(mu, std, low, high))
+    stderr = np.std(samples) / np.sqrt(samples.size)
+    assert abs(float(np.mean(samples)) - quad_mean) < 4 * stderr + 1e-3
+
+
+def test_tanh_gaussian_2d_sums_per_dimension_terms():
+    mu, std = np.array([0.3, -0.5]), np.array([0.5, 1.2])
+    low, high = np.array([-1.0, 0.0]), np.array([1.0, 4.0])
+    u = np.array([[0.1, -0.7], [1.5, 2.0], [-2.2, 0.0]], np.float32)
+    got = _tg_log_prob(*_f32(mu, std, low, high), u)
+    assert got.shape == (3,)
+    per_dim = [_hand_log_prob(u[:, i : i + 1], mu[i], std[i], low[i], high[i]) for i in range(2)]
+    np.testing.assert_allclose(got, per_dim[0] + per_dim[1], rtol=1e-5, atol=1e-5)
+    # Same answer through two 1-D tanh-Gaussians of the library.
+    one_d = [_tg_log_prob(*_f32(mu[i], std[i], low[i], high[i]), u[:, i : i + 1]) for i in range(2)]
+    np.testing.assert_allclose(got, one_d[0] + one_d[1], rtol=1e-5, atol=1e-5)
+
+
+def test_tanh_gaussian_batched_parameters():
+    mu = jnp.array([[0.0, 1.0], [-1.0, 0.5], [2.0, -2.0]])
+    std = jnp.array([[1.0, 0.5], [0.3, 2.0], [1.0, 1.0]])
+    u = jnp.array([[0.2, -0.1], [0.0, 3.0], [-1.0, 1.0]])
+    got = jax.jit(lambda mu, std, u: policies.log_prob(policies.tanh_gaussian(mu, std, [-1.0, -3.0], [1.0, 3.0]), u))(
+        mu, std, u
+    )
+    assert got.shape == (3,)
+    np.testing.assert_allclose(got, _hand_log_prob(u, mu, std, [-1.0, -3.0], [1.0, 3.0]), rtol=1e-5)
+
+
+# --------------------------------------------------------------------------------------------
+# sample / mode / entropy.
+
+
+def test_tanh_gaussian_sample_in_box_and_scored_from_latent():
+    low, high = np.array([-2.0, 0.0], np.float32), np.array([2.0, 1.0], np.float32)
+    mu = jnp.tile(jnp.array([0.5, -1.0]), (4096, 1))
+    std = jnp.tile(jnp.array([3.0, 4.0]), (4096, 1))  # wide: many actions saturate
+
+    @jax.jit
+    def sample_and_rescore(key):
+        dist = policies.tanh_gaussian(mu, std, low, high)
+        s = policies.sample(dist, key)
+        return s, policies.log_prob(dist, s.latent)
+
+    s, rescored = sample_and_rescore(jax.random.PRNGKey(1))
+    assert s.latent.shape == s.action.shape == (4096, 2) and s.log_prob.shape == (4096,)
+    assert np.all(s.action >= low) and np.all(s.action <= high)
+    assert np.any(np.isclose(s.action, high, atol=1e-3)) and np.any(np.isclose(s.action, low, atol=1e-3))
+    np.testing.assert_allclose(s.action, (high + low) / 2 + (high - low) / 2 * np.tanh(s.latent), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(s.log_prob, rescored, rtol=1e-6)
+    assert np.all(np.isfinite(s.log_prob))
+    np.testing.assert_allclose(s.log_prob, _hand_log_prob(s.latent, mu, std, low, high), rtol=1e-4, atol=1e-4)
+    # The latent is the unsquashed Gaussian draw.
+    np.testing.assert_allclose(np.mean(s.latent, 0), [0.5, -1.0], atol=4 * 4.0 / np.sqrt(4096))
+    np.testing.assert_allclose(np.std(s.latent, 0), [3.0, 4.0], rtol=0.05)
+
+
+def test_mode_is_decoded_mean():
+    mu, std = jnp.array([0.4, -2.0]), jnp.array([0.1, 5.0])
+    low, high = np.array([-2.0, 1.0]), np.array([2.0, 5.0])
+    dist = policies.tanh_gaussian(mu, std, low, high)
+    expected = (high + low) / 2 + (high - low) / 2 * np.tanh(np.asarray(mu))
+    np.testing.assert_allclose(policies.mode(dist), expected, rtol=1e-6)
+    m = policies.mode_sample(dist)
+    np.testing.assert_allclose(m.latent, mu)
+    np.testing.assert_allclose(m.action, expected, rtol=1e-6)
+    np.testing.assert_allclose(m.log_prob, _hand_log_prob(mu, mu, std, low, high), rtol=1e-5)
+    # Unsquashed Gaussian: the mode is the mean itself.
+    np.testing.assert_allclose(policies.mode(distrax.MultivariateNormalDiag(mu, std)), mu)
+
+
+# distrax.MultivariateNormalDiag subclasses distrax.Transformed (standard normal pushed through an
+# affine bijector). These tests pin that a plain Gaussian is *not* treated as squashed: its latent is
+# the action, re-scoring under new parameters sees the new mean, and its entropy is its own.
+MU = np.array([0.3, -1.0, 4.0], np.float32)
+STD = np.array([0.5, 2.0, 1.5], np.float32)
+
+
+def test_unsquashed_gaussian_sample_is_scored_correctly_under_its_own_parameters():
+    dist = distrax.MultivariateNormalDiag(jnp.asarray(MU), jnp.asarray(STD))
+    s = policies.sample(dist, jax.random.PRNGKey(0))
+    np.testing.assert_allclose(s.log_prob, scipy.stats.norm.logpdf(s.action, MU, STD).sum(), rtol=1e-5)
+    np.testing.assert_allclose(policies.decode(dist, s.latent), s.action, rtol=1e-6)
+
+
+def test_unsquashed_gaussian_latent_is_action():
+    dist = distrax.MultivariateNormalDiag(jnp.asarray(MU), jnp.asarray(STD))
+    s = policies.sample(dist, jax.random.PRNGKey(0))
+    np.testing.assert_array_equal(s.latent, s.action)
+
+
+def test_unsquashed_gaussian_rescoring_uses_new_parameters():
+    """What PPO / REINFORCE do: score the stored latent under the updated policy."""
+    old = distrax.MultivariateNormalDiag(jnp.asarray(MU), jnp.asarray(STD))
+    s = policies.sample(old, jax.random.PRNGKey(0))
+    new_mu = MU + np.array([1.0, -0.5, 0.25], np.float32)
+    new = distrax.MultivariateNormalDiag(jnp.asarray(new_mu), jnp.asarray(STD))
+    np.testing.assert_allclose(
+        policies.log_prob(new, s.latent), scipy.stats.norm.logpdf(s.action, new_mu, STD).sum(), rtol=1e-5
+    )
+    # The policy gradient w.r.t. the mean is (a - mu) / std^2, not zero.
+    grad = jax.grad(lambda m: policies.log_prob(distrax.MultivariateNormalDiag(m, jnp.asarray(STD)), s.latent))(
+        jnp.asarray(MU)
+    )
+    np.testing.assert_allclose(grad, (np.asarray(s.action) - MU) / STD**2, rtol=1e-4)
+
+
+def test_unsquashed_gaussian_entropy():
+    dist = distrax.MultivariateNormalDiag(jnp.asarray(MU), jnp.asarray(STD))
+    np.testing.assert_allclose(policies.entropy(dist), scipy.stats.norm(MU, STD).entropy().sum(), rtol=1e-5)
+
+
+def test_categorical_latent_is_action_and_log_prob_is_log_softmax():
+    logits = np.array([1.0, -0.5, 2.0, 0.0], np.float32)
+    n = 20_000
+    dist = distrax.Categorical(logits=jnp.tile(logits, (n, 1)))
+    s = jax.jit(policies.sample)(dist, jax.random.PRNGKey(3))
+    np.testing.assert_array_equal(s.latent, s.action)
+    assert s.action.shape == (n,) and jnp.issubdtype(s.action.dtype, jnp.integer)
+    log_softmax = scipy.special.log_softmax(logits.astype(np.float64))
+    np.testing.assert_allclose(s.log_prob, log_softmax[np.asarray(s.action)], rtol=1e-5)
+    freq = np.bincount(np.asarray(s.action), minlength=4) / n
+    np.testing.assert_allclose(freq, np.exp(log_softmax), atol=0.015)
+    assert int(policies.mode(distrax.Categorical(logits=logits))) == 2
+    m = policies.mode_sample(distrax.Categorical(logits=logits))
+    assert int(m.latent) == int(m.action) == 2
+    np.testing.assert_allclose(m.log_prob, log_softmax[2], rtol=1e-5)
+
+
+def test_entropy():
+    logits = np.array([1.0, -0.5, 2.0])
+    p = scipy.special.softmax(logits)
+    np.testing.assert_allclose(policies.entropy(distrax.Categorical(logits=logits)), -(p * np.log(p)).sum(), rtol=1e-5)
+    std = np.array([0.5, 2.0])
+    latent_entropy = (0.5 * np.log(2 * np.pi * np.e * std**2)).sum()
+    np.testing.assert_allclose(
+        policies.entropy(policies.tanh_gaussian(jnp.zeros(2), jnp.asarray(std), [-1, -1], [1, 1])), latent_entropy, rtol=1e-5
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Heads.
+
+
+def _features(batch=6, dim=16, seed=0):
+    x = jax.random.normal(jax.random.PRNGKey(seed), (batch, dim))
+    return x / jnp.linalg.norm(x, axis=-1, keepdims=True)
+
+
+def test_categorical_head_is_near_uniform_at_init():
+    head = policy_head(Discrete(3))
+    assert isinstance(head, CategoricalHead)
+    x = _features()
+    params = jax.jit(head.init)(jax.random.PRNGKey(0), x)
+    assert isinstance(head.apply(params, x[:1]), distrax.Categorical)
+    probs = np.asarray(jax.jit(lambda p, x: head.apply(p, x).probs)(params, x))
+    assert probs.shape == (6, 3)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
+    np.testing.assert_allclose(probs, 1.0 / 3.0, atol=0.01)
+    assert not np.allclose(probs, 1.0 / 3.0, atol=1e-7)  # not degenerate: logits depend on features
+
+
+def test_bounded_box_head_is_tanh_gaussian():
+    spec = Box.make([-2.0, 0.0], [2.0, 1.0], (2,))
+    head = policy_head(spec, init_log_std=-0.5)
+    assert isinstance(head, GaussianHead)
+    x = _features()
+    params = jax.jit(head.init)(jax.random.PRNGKey(0), x)
+    np.testing.assert_allclose(params["params"]["log_std"], [-0.5, -0.5])
+    assert type(head.apply(params, x[:1])) is policies.SquashedDistribution
+
+    @jax.jit
+    def run(params, x, key):
+        dist = head.apply(params, x)
+        return dist.distribution.stddev(), policies.sample(dist, key), policies.mode(dist)
+
+    stddev, s, mode = run(params, x, jax.random.PRNGKey(1))
+    np.testing.assert_allclose(stddev, np.exp(-0.5), rtol=1e-6)
+    assert s.action.shape == (6, 2) and s.log_prob.shape == (6,)
+    assert np.all(s.action >= spec.low) and np.all(s.action <= spec.high)
+    # Mean starts near 0 (gain-0.01 layer): the mode sits near the middle of the box.
+    np.testing.assert_allclose(mode, np.tile([0.0, 0.5], (6, 1)), atol=0.02)
+
+
+@pytest.mark.parametrize("low,high", [(-np.inf, np.inf), (0.0, np.inf)])
+def test_unbounded_box_head_is_plain_gaussian(low, high):
+    spec = Box.make(low, high, (3,))
+    assert not spec.bounded
+    head = policy_head(spec)
+    x = _features()
+    dist = head.apply(head.init(jax.random.PRNGKey(0), x), x)
+    assert type(dist) is distrax.MultivariateNormalDiag
+    assert dist.event_shape == (3,) and dist.batch_shape == (6,)
+    np.testing.assert_allclose(dist.stddev(), 1.0)
+
+
+def test_invalid_std_mode_raises():
+    spec = Box.make(-1.0, 1.0, (2,))
+    with pytest.raises(ValueError) as err:
+        policy_head(spec, std_mode="learned")
+    assert "state_independent" in str(err.value) and "state_dependent" in str(err.value)
+    with pytest.raises(ValueError, match="state_independent.*state_dependent"):
+        GaussianHead(spec, std_mode="learned").init(jax.random.PRNGKey(0), _features())
+
+
+def test_invalid_specs_raise():
+    with pytest.raises(ValueError, match="vector"):
+        policy_head(Box.make(-1.0, 1.0, (2, 2)))
+    with pytest.raises(TypeError, match="Discrete, Box"):
+        policy_head("discrete")
+
+
+@pytest.mark.parametrize("init_log_std", [0.0, -1.0, 1.5])
+def test_state_dependent_std_starts_at_init_and_stays_in_range(init_log_std):
+    spec = Box.make(-1.0, 1.0, (2,))
+    head = policy_head(spec, std_mode="state_dependent", init_log_std=init_log_std)
+    x = _features()
+    params = head.init(jax.random.PRNGKey(0), x)
+    assert "log_std" not in params["params"]
+    std = lambda feats: np.asarray(head.apply(params, feats).distribution.stddev())
+    # Zero features: the log-std layer outputs exactly 0 (zero bias), mapped to init_log_std.
+    np.testing.assert_allclose(std(jnp.zeros((1, 16))), np.exp(init_log_std), rtol=1e-5)
+    # Unit-norm features: the gain-0.01 layer barely moves it.
+    np.testing.assert_allclose(std(x), np.exp(init_log_std), rtol=0.05)
+    # Huge inputs saturate smoothly at the bounds, never beyond, never NaN.
+    big = 1e6 * x
+    lo, hi = std(big), std(-big)
+    for s in (lo, hi):
+        assert np.all(np.isfinite(s))
+        assert np.all(s >= np.exp(-5.0) * (1 - 1e-5)) and np.all(s <= np.exp(2.0) * (1 + 1e-5))
+    # +x and -x push each dimension to opposite ends of [-5, 2].
+    log_std = np.sort(np.log(np.stack([lo, hi])), axis=0)
+    np.testing.assert_allclose(log_std[0], -5.0, atol=1e-3)
+    np.testing.assert_allclose(log_std[1], 2.0, atol=1e-3)
+
+
+# --------------------------------------------------------------------------------------------
+# The actor-critic network on grid observations.
+
+
+def test_actor_critic_flattens_grid_observations():
+    net = jaxpg.nets.ActorCritic(Discrete(3), obs_ndim=3, hidden_sizes=(32,))
+    obs = jax.random.bernoulli(jax.random.PRNGKey(0), 0.2, (5, 10, 10, 4)).astype(jnp.float32)
+    params = jax.jit(net.init)(jax.random.PRNGKey(1), obs)
+
+    @jax.jit
+    def forward(params, obs):
+        dist, values = net.apply(params, obs)
+        single_dist, single_value = net.apply(params, obs[2])
+        tb_values = net.apply(params, obs.reshape((1,) + obs.shape), method="value")
+        policy_logits = net.apply(params, obs, method="policy").logits
+        return dist.logits, values, single_dist.logits, single_value, tb_values, policy_logits
+
+    logits, values, single_logits, single_value, tb_values, policy_logits = forward(params, obs)
+    assert values.shape == (5,)
+    assert logits.shape == (5, 3)
+    assert params["params"]["actor_torso"]["Dense_0"]["kernel"].shape == (400, 32)
+    # Leading dims are batch dims: one observation, and a [T, B] batch, agree with the [B] batch.
+    assert single_value.shape == () and single_logits.shape == (3,)
+    np.testing.assert_allclose(single_value, values[2], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(single_logits, logits[2], rtol=1e-5, atol=1e-6)
+    assert tb_values.shape == (1, 5)
+    np.testing.assert_allclose(tb_values[0], values, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(policy_logits, logits, rtol=1e-6)
+    assert np.std(values) > 0  # values depend on the observation
+    # Actor and critic have separate torsos.
+    a = params["params"]["actor_torso"]["Dense_0"]["kernel"]
+    c = params["params"]["critic_torso"]["Dense_0"]["kernel"]
+    assert not np.allclose(a, c)
