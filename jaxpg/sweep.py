@@ -92,5 +92,11 @@ def run(train, seeds: int = 1, hparams: Any = None, key: jax.Array | None = None
         flat_keys, flat_hparams = pad(flat_keys), jax.tree.map(pad, flat_hparams)
         sharding = NamedSharding(Mesh(np.asarray(devices), ("sweep",)), PartitionSpec("sweep"))
         flat_keys, flat_hparams = jax.device_put((flat_keys, flat_hparams), sharding)
-    result = jax.jit(jax.vmap(train))(flat_keys, flat_hparams)
-    return jax.tree.map(lambda x: x[:total].reshape(lead + x.shape[1:]), result)
+
+    def sweep(keys, hparams):
+        result = jax.vmap(train)(keys, hparams)
+        return jax.tree.map(lambda x: x[:total].reshape(lead + x.shape[1:]), result)
+
+    # Trim and reshape inside the same program: eagerly dispatching one slice per leaf onto
+    # still-running outputs was seen to deadlock XLA:CPU's async runtime on a 2-core machine.
+    return jax.jit(sweep)(flat_keys, flat_hparams)

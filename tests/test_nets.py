@@ -7,12 +7,14 @@ concatenated, after merges of batches of different sizes and shapes, with and wi
 from __future__ import annotations
 
 import chex
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from jaxpg.nets import ACTIVATIONS, MLP, RunningStats, get_activation, running_norm
+from jaxpg.nets.initializers import orthogonal
 
 LOC = np.array([[1.0, -2.0, 5.0], [0.0, 3.0, -0.5]], np.float32)  # per-feature means, shape (2, 3)
 SCALE = np.array([[0.5, 2.0, 10.0], [1.0, 0.1, 3.0]], np.float32)
@@ -164,3 +166,26 @@ def test_mlp_shapes_and_activation():
     # Orthogonal init with gain sqrt(2): the rows of the (3, 8) kernel are orthogonal, norm sqrt(2).
     k = np.asarray(params["params"]["Dense_0"]["kernel"])
     np.testing.assert_allclose(k @ k.T, 2.0 * np.eye(3), atol=1e-5)
+
+
+# ---- orthogonal initializer without LAPACK -----------------------------------------------------
+@pytest.mark.parametrize("shape", [(4, 64), (64, 64), (64, 2), (3, 5, 7)])
+def test_orthogonal_matches_flax_for_the_same_key(shape):
+    key = jax.random.key(11)
+    ours = orthogonal(1.7)(key, shape)
+    theirs = nn.initializers.orthogonal(1.7)(key, shape)
+    np.testing.assert_allclose(ours, theirs, atol=1e-5)
+    flat = np.asarray(ours).reshape(-1, shape[-1]) / 1.7
+    gram = flat.T @ flat if flat.shape[0] >= flat.shape[1] else flat @ flat.T
+    np.testing.assert_allclose(gram, np.eye(gram.shape[0]), atol=1e-5)
+
+
+def test_vmapped_network_init_has_no_lapack_call():
+    """Batched LAPACK QR under vmap deadlocked XLA:CPU sweeps; the init must not emit it."""
+    import jaxpg
+
+    train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=512)
+    keys = jax.random.split(jax.random.key(0), 3)
+    hparams = jaxpg.sweep.stack([train.default_hparams] * 3)
+    hlo = jax.jit(jax.vmap(train.init)).lower(keys, hparams).as_text()
+    assert "lapack" not in hlo.lower()

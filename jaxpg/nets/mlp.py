@@ -8,6 +8,8 @@ import flax.linen as nn
 import jax.numpy as jnp
 import numpy as np
 
+from jaxpg.nets.initializers import orthogonal
+
 ACTIVATIONS: dict[str, Callable] = {
     "tanh": nn.tanh,
     "relu": nn.relu,
@@ -38,7 +40,7 @@ class MLP(nn.Module):
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         act = get_activation(self.activation)
         for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=nn.initializers.orthogonal(np.sqrt(2.0)))(x)
+            x = nn.Dense(size, kernel_init=orthogonal(np.sqrt(2.0)))(x)
             x = act(x)
         return x
 
@@ -48,4 +50,4 @@ class ValueHead(nn.Module):
 
     @nn.compact
     def __call__(self, features: jnp.ndarray) -> jnp.ndarray:
-        return nn.Dense(1, kernel_init=nn.initializers.orthogonal(1.0))(features)[..., 0]
+        return nn.Dense(1, kernel_init=orthogonal(1.0))(features)[..., 0]

@@ -7,6 +7,7 @@ import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxpg.envs.core import Box, Discrete
+from jaxpg.nets.initializers import orthogonal
 from jaxpg.policies.distributions import tanh_gaussian
 
 STD_MODES = ("state_independent", "state_dependent")
@@ -19,7 +20,7 @@ class CategoricalHead(nn.Module):
 
     @nn.compact
     def __call__(self, features):
-        logits = nn.Dense(self.num_actions, kernel_init=nn.initializers.orthogonal(0.01))(features)
+        logits = nn.Dense(self.num_actions, kernel_init=orthogonal(0.01))(features)
         return distrax.Categorical(logits=logits)
 
 
@@ -41,7 +42,7 @@ class GaussianHead(nn.Module):
     @nn.compact
     def __call__(self, features):
         dim = self.action_spec.shape[-1] if self.action_spec.shape else 1
-        mean = nn.Dense(dim, kernel_init=nn.initializers.orthogonal(0.01))(features)
+        mean = nn.Dense(dim, kernel_init=orthogonal(0.01))(features)
         if self.std_mode == "state_independent":
             log_std = self.param("log_std", nn.initializers.constant(self.init_log_std), (dim,))
             log_std = jnp.broadcast_to(log_std, mean.shape)
@@ -51,7 +52,7 @@ class GaussianHead(nn.Module):
                     f"init_log_std = {self.init_log_std} must lie strictly inside "
                     f"({self.log_std_min}, {self.log_std_max}) for std_mode='state_dependent'"
                 )
-            raw = nn.Dense(dim, kernel_init=nn.initializers.orthogonal(0.01))(features)
+            raw = nn.Dense(dim, kernel_init=orthogonal(0.01))(features)
             half_range = (self.log_std_max - self.log_std_min) / 2.0
             mid = (self.log_std_max + self.log_std_min) / 2.0
             # Start at init_log_std: shift so that raw = 0 maps to it.
