@@ -14,7 +14,8 @@ from flax import struct
 from jaxpg import progress
 from jaxpg.envs import Environment, VectorEnv
 from jaxpg.envs import make as make_env
-from jaxpg.nets import ActorCritic, RunningStats, running_norm
+from jaxpg.nets import ActorCritic, RunningStats, get_activation, running_norm
+from jaxpg.policies import STD_MODES
 
 SCHEDULES = ("constant", "linear", "cosine")
 
@@ -49,6 +50,11 @@ def check_config(config) -> None:
     schedule = getattr(config, "lr_schedule", "constant")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown lr_schedule {schedule!r}; valid choices: {', '.join(SCHEDULES)}")
+    get_activation(config.activation)  # raises with the valid names
+    if config.std_mode not in STD_MODES:
+        raise ValueError(f"unknown std_mode {config.std_mode!r}; valid choices: {', '.join(STD_MODES)}")
+    if any(int(size) < 1 for size in config.hidden_sizes):
+        raise ValueError(f"hidden_sizes must be positive integers, got {config.hidden_sizes!r}")
 
 
 def make_environment(config) -> tuple[Environment, VectorEnv]:
