@@ -93,22 +93,24 @@ def test_continuous_and_normalized_observations_run():
 # ---- learning ----------------------------------------------------------------------------------
 @pytest.mark.slow
 def test_ppo_learns_cartpole_several_seeds():
-    # Measured (5 seeds, 100k steps): deterministic eval returns 180-500, initial ~20.
+    # Measured with this key: deterministic eval returns 462, 500, 442 after 100k steps (initial
+    # training returns ~20); the threshold leaves a ~20% margin below the worst seed.
     train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=100_000)
     out = jaxpg.sweep.run(train, seeds=3, key=jax.random.key(0))
     jaxpg.check_finite(out)
     evals = np.asarray(jaxpg.evaluate(out, jax.random.key(1), num_episodes=5)).mean(-1)
     first = np.asarray(out.metrics["episode_return"][:, 0])
     assert np.all(first < 50)
-    assert np.all(evals > 150), evals
+    assert np.all(evals > 350), evals
 
 
 @pytest.mark.slow
 def test_reinforce_learns_cartpole():
-    # Measured (4 seeds, 200k simulated steps = 50 iterations of 8 episodes): see tests' note.
+    # Measured with this key (200k simulated steps = 50 iterations of 8 episodes): mean return of
+    # the first 3 iterations 19 and 28, of the last 5 iterations 478 and 500.
     train = jaxpg.make_train("reinforce", env="CartPole-v1", total_steps=200_000)
     out = jaxpg.sweep.run(train, seeds=2, key=jax.random.key(0))
     jaxpg.check_finite(out)
     returns = np.asarray(out.metrics["episode_return"])
     assert np.all(returns[:, :3].mean(-1) < 40)
-    assert np.all(returns[:, -5:].mean(-1) > 120), returns[:, -5:]
+    assert np.all(returns[:, -5:].mean(-1) > 350), returns[:, -5:]
