@@ -86,7 +86,8 @@ def run_experiment(name: str, spec: dict, out_dir: str) -> dict:
         "eval_return_per_seed": evals.round(2).tolist(),
         "eval_mean": float(evals.mean()),
         "seeds_eval_at_threshold": int((evals >= spec["threshold"]).sum()),
-        "initial_return_mean": float(returns[:, 0].mean()),
+        # first iteration in which an episode ended (the metric is NaN before that)
+        "initial_return_mean": float(np.mean([r[np.isfinite(r)][0] for r in returns])),
         "final_train_return_mean": float(returns[:, -1].mean()),
         "steps_to_threshold_per_seed (10-iteration mean)": reached,
         "wall_seconds_including_compile": train_seconds,

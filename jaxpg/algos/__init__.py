@@ -8,12 +8,15 @@ from __future__ import annotations
 import dataclasses
 
 from jaxpg.algos.common import Result, Trainer, check_finite
+from jaxpg.algos.harpg import HARPG, HARPGConfig, HARPGHParams, trainer_for
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams
 from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams
 
 ALGORITHMS: dict[str, type[Trainer]] = {
     "ppo": PPO,
     "reinforce": Reinforce,
+    # Fatkhullin et al. 2023: one trainer, one registry name per method.
+    **{method: trainer_for(method) for method in ("pg", "n_mpg", "n_pg_igt", "harpg", "n_harpg")},
 }
 
 
@@ -53,6 +56,9 @@ def make_train(algo: str, env: str | None = None, hparams: dict | None = None, *
 
 __all__ = [
     "ALGORITHMS",
+    "HARPG",
+    "HARPGConfig",
+    "HARPGHParams",
     "PPO",
     "PPOConfig",
     "PPOHParams",

@@ -94,7 +94,8 @@ def normalize_obs(stats: RunningStats, obs: jax.Array, enabled: bool) -> jax.Arr
 
 
 def episode_statistics(done, episode_return, episode_length, previous_return, previous_length):
-    """Mean return/length of the episodes that ended in a rollout; carry the last value if none did.
+    """Mean return/length of the episodes that ended in a rollout; carry the last value if none did
+    (NaN before the first episode ends).
 
     ``done``/``episode_*``: arrays [T, N] from ``TimeStep``; returns (return, length, count).
     """

@@ -138,8 +138,9 @@ class PPO(common.Trainer):
             key=key_run,
             iteration=jnp.zeros((), jnp.int32),
             env_steps=jnp.zeros((), jnp.int32),
-            last_return=jnp.zeros((), jnp.float32),
-            last_length=jnp.zeros((), jnp.float32),
+            # NaN until the first episode ends: no return has been observed yet.
+            last_return=jnp.full((), jnp.nan, jnp.float32),
+            last_length=jnp.full((), jnp.nan, jnp.float32),
         )
 
     def loss(self, params, hparams: PPOHParams, batch: Transition, advantages, targets):

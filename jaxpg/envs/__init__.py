@@ -24,9 +24,12 @@ BRAX_ENVS: tuple[str, ...] = (
 )
 
 
+OWN_ENVS: tuple[str, ...] = ("tabular/random",)
+
+
 def list_envs() -> list[str]:
     """All names accepted by :func:`make`."""
-    return list(GYMNAX_ENVS) + [f"brax/{name}" for name in BRAX_ENVS]
+    return list(GYMNAX_ENVS) + [f"brax/{name}" for name in BRAX_ENVS] + list(OWN_ENVS)
 
 
 def make(name: str, **kwargs) -> Environment:
@@ -39,6 +42,10 @@ def make(name: str, **kwargs) -> Environment:
         raise TypeError(f"environment name must be a string, got {type(name).__name__}")
     if name in GYMNAX_ENVS:
         return GymnaxEnv(name, **kwargs)
+    if name == "tabular/random":
+        from jaxpg.envs.tabular import TabularMDP
+
+        return TabularMDP(**kwargs)
     if name.startswith("brax/") and name[len("brax/") :] in BRAX_ENVS:
         from jaxpg.envs.brax_adapter import BraxEnv  # brax is heavy to import; only on demand
 
@@ -53,6 +60,7 @@ __all__ = [
     "EnvState",
     "Environment",
     "GYMNAX_ENVS",
+    "OWN_ENVS",
     "GymnaxEnv",
     "TimeStep",
     "VectorEnv",

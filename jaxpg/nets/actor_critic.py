@@ -46,3 +46,29 @@ class ActorCritic(nn.Module):
 
     def value(self, obs):
         return self.value_head(self.critic_torso(self._flatten(obs)))
+
+
+class PolicyNetwork(nn.Module):
+    """``obs -> action distribution`` alone (no critic), for Monte-Carlo policy-gradient methods.
+
+    Same torso and heads as :class:`ActorCritic`; ``policy`` is an alias of ``__call__`` so both
+    networks serve :func:`jaxpg.policy_fn` alike.
+    """
+
+    action_spec: Any
+    obs_ndim: int = 1
+    hidden_sizes: Sequence[int] = (32, 32)
+    activation: str = "tanh"
+    std_mode: str = "state_independent"
+    init_log_std: float = 0.0
+
+    def setup(self):
+        self.torso = MLP(self.hidden_sizes, self.activation)
+        self.head = policy_head(self.action_spec, self.std_mode, self.init_log_std)
+
+    def __call__(self, obs):
+        obs = jnp.asarray(obs, jnp.float32)
+        return self.head(self.torso(obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,))))
+
+    def policy(self, obs):
+        return self(obs)
