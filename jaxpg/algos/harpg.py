@@ -212,15 +212,27 @@ class HARPG(common.Trainer):
 
 
 def trainer_for(method: str):
-    """A ``HARPG`` subclass fixed to one method, so each method is its own algorithm name."""
+    """A ``HARPG`` subclass fixed to one method, so each method is its own algorithm name.
+
+    Its ``Config`` defaults ``method`` to that method; asking it for another method is an error
+    rather than a silent switch.
+    """
+    if method not in estimators.METHODS:
+        raise ValueError(f"unknown method {method!r}; valid choices: {', '.join(estimators.METHODS)}")
+    method_config = dataclasses.make_dataclass(
+        f"HARPGConfig[{method}]", [("method", str, dataclasses.field(default=method))], bases=(HARPGConfig,), frozen=True
+    )
 
     class Method(HARPG):
         algo = method
+        Config = method_config
 
         def __init__(self, config: HARPGConfig | None = None):
-            config = HARPGConfig(method=method) if config is None else config
+            config = method_config() if config is None else config
             if config.method != method:
-                config = dataclasses.replace(config, method=method)
+                raise ValueError(
+                    f"the {method} trainer cannot run method={config.method!r}; use make_train({config.method!r}, ...)"
+                )
             super().__init__(config)
 
     Method.__name__ = Method.__qualname__ = f"HARPGFamily[{method}]"
