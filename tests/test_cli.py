@@ -66,3 +66,16 @@ def test_train_writes_outputs_and_resume_matches_uninterrupted(tmp_path, capsys)
     assert cli.main(["eval", split, "--episodes", "3"]) == 0
     out = capsys.readouterr().out
     assert "seed 0" in out and "seed 1" in out and "all seeds" in out
+
+
+def test_harpg_family_from_the_command_line(tmp_path, capsys):
+    run = str(tmp_path / "nharpg")
+    argv = ["train", "n_harpg", "--env", "CartPole-v1", "--total-steps", "8000", "--seeds", "2",
+            "--set", "num_envs=2", "--set", "horizon=100", "--set", "step_size=0.3", "--eval-episodes", "2",
+            "--out", run]
+    assert cli.main(argv) == 0
+    assert "n_harpg / CartPole-v1" in capsys.readouterr().out
+    assert cli.main(["eval", run, "--episodes", "2"]) == 0
+    assert "all seeds" in capsys.readouterr().out
+    assert cli.main(["train", "n_harpg", "--env", "CartPole-v1", "--set", "method=pg"]) == 2
+    assert "cannot run method='pg'" in _error_line(capsys)
