@@ -101,24 +101,27 @@ def run_method(env: str, spec: dict, method: str, seeds: int) -> dict:
     }
 
 
+def _seconds_per_iteration(method: str, hessian_envs: int, repeats: int) -> float:
+    train = jaxpg.make_train(method, env="CartPole-v1", num_envs=NUM_ENVS, hessian_envs=hessian_envs,
+                             horizon=200, total_steps=10**7)
+    run = jax.jit(train.run, static_argnames="num_iterations")
+    state = train.init(jax.random.key(0))
+    jax.block_until_ready(run(state, num_iterations=200))  # compile + warm-up
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        jax.block_until_ready(run(state, num_iterations=200).metrics)
+        times.append((time.perf_counter() - t0) / 200)
+    return min(times)
+
+
 def cost(repeats: int = 5) -> dict:
-    """Seconds per iteration at the same batch: 10 CartPole trajectories of 200 steps for the
-    gradient and, for (N-)HARPG, as many again for the Hessian-vector product (the costliest
-    setting; the learning benchmark uses one Hessian trajectory)."""
-    results = {}
-    for method in METHODS:
-        train = jaxpg.make_train(method, env="CartPole-v1", num_envs=NUM_ENVS, hessian_envs=NUM_ENVS,
-                                 horizon=200, total_steps=10**7)
-        run = jax.jit(train.run, static_argnames="num_iterations")
-        state = train.init(jax.random.key(0))
-        jax.block_until_ready(run(state, num_iterations=20))  # compile + warm-up
-        times = []
-        for _ in range(repeats):
-            t0 = time.perf_counter()
-            jax.block_until_ready(run(state, num_iterations=20).metrics)
-            times.append((time.perf_counter() - t0) / 20)
-        results[method] = min(times)
-    ratios = {m: results[m] / results["pg"] for m in METHODS}
+    """Seconds per iteration at the same gradient batch: 10 CartPole trajectories of 200 steps;
+    (N-)HARPG also sample their Hessian batch, timed with 10 and with 1 trajectories."""
+    results = {m: _seconds_per_iteration(m, NUM_ENVS, repeats) for m in METHODS}
+    for method in ("harpg", "n_harpg"):
+        results[f"{method} (1 Hessian trajectory)"] = _seconds_per_iteration(method, 1, repeats)
+    ratios = {m: results[m] / results["pg"] for m in results}
     # A policy with about a million parameters: CartPole obs 4 -> 1000 -> 1000 -> 2 logits.
     big = jaxpg.make_train("n_harpg", env="CartPole-v1", num_envs=NUM_ENVS, horizon=200,
                            hidden_sizes=(1000, 1000), total_steps=2 * 2 * NUM_ENVS * 200)
@@ -167,7 +170,8 @@ def plot(results: dict, path: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--envs", nargs="*", default=list(ENVS), choices=list(ENVS))
+    parser.add_argument("--envs", nargs="*", default=list(ENVS), choices=list(ENVS),
+                        help="environments to run (none: reuse harpg.json, e.g. with --cost)")
     parser.add_argument("--seeds", type=int, default=10)
     parser.add_argument("--cost", action="store_true", help="also time one iteration per method")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
@@ -203,13 +207,14 @@ def main() -> None:
     for env, e in results["envs"].items():
         for m in e["methods"]:
             fmt = lambda v: "not reached" if not np.isfinite(v) else f"{v:.0f}"
+            final = "diverged (NaN)" if not np.isfinite(m["final_return_mean"]) else f"{m['final_return_mean']:.1f}"
             lines.append(f"| {env} ({e['threshold']:g}) | {m['method']} | {m['best_step_size']:g} | "
                          f"{m['seeds_reached']}/{results['seeds']} | {fmt(m['median'])} [{fmt(m['q25'])}, {fmt(m['q75'])}] | "
-                         f"{m['final_return_mean']:.1f} |")
+                         f"{final} |")
     if "cost" in results:
         c = results["cost"]
-        lines += ["", "| method | ms per iteration (10 + 10 Hessian trajectories x 200 steps) | ratio to pg |", "|---|---|---|"]
-        lines += [f"| {m} | {1000 * c['seconds_per_iteration'][m]:.1f} | {c['ratio_to_pg'][m]:.2f} |" for m in METHODS]
+        lines += ["", "| method | ms per iteration (10 gradient trajectories x 200 steps; HARPG: + 10 Hessian trajectories unless noted) | ratio to pg |", "|---|---|---|"]
+        lines += [f"| {m} | {1000 * v:.1f} | {c['ratio_to_pg'][m]:.2f} |" for m, v in c["seconds_per_iteration"].items()]
         big = c["million_parameter_policy"]
         lines += ["", f"N-HARPG on a {big['parameters']:,}-parameter policy: {big['iterations']} iterations in "
                       f"{big['seconds_including_compile']:.1f} s including compile, finite."]
