@@ -38,7 +38,7 @@ ENVS = {
 # Normalized methods move gamma_t per step whatever the gradient's size; the unnormalized ones
 # (pg, harpg) multiply a GPOMDP gradient whose norm is in the tens to hundreds here, so their
 # grid sits lower. If a method's best value lies at an edge of its grid, the README says so.
-STEP_SIZES = {"normalized": (0.1, 0.3, 1.0, 3.0), "unnormalized": (0.001, 0.003, 0.01, 0.03)}
+STEP_SIZES = {"normalized": (0.1, 0.3, 1.0, 3.0), "unnormalized": (0.0003, 0.001, 0.003, 0.01, 0.03, 0.1)}
 NUM_ENVS = 10  # trajectories per gradient estimate
 # Trajectories for the Hessian-vector estimate of (N-)HARPG, counted in their trajectory budget.
 # The official code uses a far smaller Hessian batch (32 env steps); with a single Hessian

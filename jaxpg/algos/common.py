@@ -20,6 +20,25 @@ from jaxpg.policies import STD_MODES
 SCHEDULES = ("constant", "linear", "cosine")
 
 
+@dataclasses.dataclass(frozen=True)
+class BaseConfig:
+    """Static choices every algorithm shares: environment, budget, network, progress reporting.
+
+    Algorithm configs extend it (and may redeclare a field to change its default).
+    """
+
+    env: str = "CartPole-v1"
+    env_kwargs: tuple = ()  # ((name, value), ...) passed to jaxpg.envs.make
+    total_steps: int = 500_000
+    num_envs: int = 4
+    hidden_sizes: tuple = (64, 64)
+    activation: str = "tanh"
+    std_mode: str = "state_independent"
+    init_log_std: float = 0.0
+    normalize_obs: bool = False
+    progress_every: int = 0  # iterations between progress callbacks (0: none)
+
+
 @struct.dataclass
 class Result:
     """What ``train`` returns.

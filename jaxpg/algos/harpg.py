@@ -40,21 +40,14 @@ BASELINES = ("leave_one_out", "none")
 
 
 @dataclasses.dataclass(frozen=True)
-class HARPGConfig:
-    env: str = "CartPole-v1"
-    env_kwargs: tuple = ()
+class HARPGConfig(common.BaseConfig):
     method: str = "n_harpg"
     total_steps: int = 500_000  # simulated env steps (num_envs [+ hessian_envs]) x horizon per iteration
     num_envs: int = 10  # trajectories per gradient estimate
     hessian_envs: int | None = None  # trajectories for B v in (N-)HARPG; None: num_envs
     horizon: int | None = None
     hidden_sizes: tuple = (32, 32)
-    activation: str = "tanh"
-    std_mode: str = "state_independent"
-    init_log_std: float = 0.0
     baseline: str = "leave_one_out"
-    normalize_obs: bool = False  # kept False: these methods use raw observations
-    progress_every: int = 0
 
 
 @struct.dataclass

@@ -28,25 +28,15 @@ from jaxpg.nets import RunningStats, running_norm
 
 
 @dataclasses.dataclass(frozen=True)
-class PPOConfig:
-    """Static choices (they shape the compiled program)."""
+class PPOConfig(common.BaseConfig):
+    """Static choices (they shape the compiled program); shared fields in ``BaseConfig``."""
 
-    env: str = "CartPole-v1"
-    env_kwargs: tuple = ()
-    total_steps: int = 500_000
-    num_envs: int = 4
     num_steps: int = 128
     update_epochs: int = 4
     num_minibatches: int = 4
-    hidden_sizes: tuple = (64, 64)
-    activation: str = "tanh"
-    std_mode: str = "state_independent"
-    init_log_std: float = 0.0
-    normalize_obs: bool = False
     normalize_advantages: bool = True
     clip_value_loss: bool = True
     lr_schedule: str = "linear"
-    progress_every: int = 0
 
 
 @struct.dataclass

@@ -29,20 +29,12 @@ from jaxpg.nets import RunningStats, running_norm
 
 
 @dataclasses.dataclass(frozen=True)
-class ReinforceConfig:
-    env: str = "CartPole-v1"
-    env_kwargs: tuple = ()
+class ReinforceConfig(common.BaseConfig):
     total_steps: int = 1_000_000
     num_envs: int = 8  # episodes per iteration
     horizon: int | None = None  # None: the environment's max_steps_in_episode
-    hidden_sizes: tuple = (64, 64)
-    activation: str = "tanh"
-    std_mode: str = "state_independent"
-    init_log_std: float = 0.0
-    normalize_obs: bool = False
     normalize_advantages: bool = True
     lr_schedule: str = "constant"
-    progress_every: int = 0
 
 
 @struct.dataclass

@@ -11,6 +11,12 @@ from jaxpg.nets.mlp import MLP, ValueHead
 from jaxpg.policies.heads import policy_head
 
 
+def flatten_obs(obs, obs_ndim: int):
+    """Flatten the trailing ``obs_ndim`` observation axes; leading axes are batch axes."""
+    obs = jnp.asarray(obs, jnp.float32)
+    return obs.reshape(obs.shape[: obs.ndim - obs_ndim] + (-1,))
+
+
 class ActorCritic(nn.Module):
     """``obs -> (action distribution, V(obs))``.
 
@@ -33,19 +39,15 @@ class ActorCritic(nn.Module):
         self.head = policy_head(self.action_spec, self.std_mode, self.init_log_std)
         self.value_head = ValueHead()
 
-    def _flatten(self, obs):
-        obs = jnp.asarray(obs, jnp.float32)
-        return obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,))
-
     def __call__(self, obs):
-        x = self._flatten(obs)
+        x = flatten_obs(obs, self.obs_ndim)
         return self.head(self.actor_torso(x)), self.value_head(self.critic_torso(x))
 
     def policy(self, obs):
-        return self.head(self.actor_torso(self._flatten(obs)))
+        return self.head(self.actor_torso(flatten_obs(obs, self.obs_ndim)))
 
     def value(self, obs):
-        return self.value_head(self.critic_torso(self._flatten(obs)))
+        return self.value_head(self.critic_torso(flatten_obs(obs, self.obs_ndim)))
 
 
 class PolicyNetwork(nn.Module):
@@ -67,8 +69,7 @@ class PolicyNetwork(nn.Module):
         self.head = policy_head(self.action_spec, self.std_mode, self.init_log_std)
 
     def __call__(self, obs):
-        obs = jnp.asarray(obs, jnp.float32)
-        return self.head(self.torso(obs.reshape(obs.shape[: obs.ndim - self.obs_ndim] + (-1,))))
+        return self.head(self.torso(flatten_obs(obs, self.obs_ndim)))
 
     def policy(self, obs):
         return self(obs)
