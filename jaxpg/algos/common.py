@@ -11,10 +11,10 @@ import numpy as np
 import optax
 from flax import struct
 
-from jaxpg import progress
+from jaxpg import optim, progress
 from jaxpg.envs import Environment, VectorEnv
 from jaxpg.envs import make as make_env
-from jaxpg.nets import ActorCritic, RunningStats, get_activation, running_norm
+from jaxpg.nets import NORMALIZATIONS, ActorCritic, RunningStats, get_activation, running_norm
 from jaxpg.policies import STD_MODES
 
 SCHEDULES = ("constant", "linear", "cosine")
@@ -36,6 +36,10 @@ class BaseConfig:
     std_mode: str = "state_independent"
     init_log_std: float = 0.0
     normalize_obs: bool = False
+    # "none" | "layer_norm" | "rms_norm": a normalization before every hidden nonlinearity of the
+    # policy and value torsos (the NaP layout); pair it with nap=True to project the weights.
+    normalization: str = "none"
+    nap: bool = False  # project normalized kernels back to their initial norm after every step
     progress_every: int = 0  # iterations between progress callbacks (0: none)
 
 
@@ -70,6 +74,12 @@ def check_config(config) -> None:
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown lr_schedule {schedule!r}; valid choices: {', '.join(SCHEDULES)}")
     get_activation(config.activation)  # raises with the valid names
+    if config.normalization not in NORMALIZATIONS:
+        raise ValueError(
+            f"unknown normalization {config.normalization!r}; valid choices: {', '.join(NORMALIZATIONS)}"
+        )
+    if config.nap and config.normalization == "none":
+        raise ValueError("nap=True needs normalization='layer_norm' or 'rms_norm' (valid with nap: layer_norm, rms_norm)")
     if config.std_mode not in STD_MODES:
         raise ValueError(f"unknown std_mode {config.std_mode!r}; valid choices: {', '.join(STD_MODES)}")
     if any(int(size) < 1 for size in config.hidden_sizes):
@@ -89,6 +99,7 @@ def make_network(config, env: Environment) -> ActorCritic:
         activation=config.activation,
         std_mode=config.std_mode,
         init_log_std=config.init_log_std,
+        normalization=config.normalization,
     )
 
 
@@ -103,9 +114,18 @@ def learning_rate_schedule(kind: str, learning_rate, total_updates: int):
     raise ValueError(f"unknown lr_schedule {kind!r}; valid choices: {', '.join(SCHEDULES)}")
 
 
-def adam_with_clipping(schedule, max_grad_norm) -> optax.GradientTransformation:
-    """Global-norm clipping then Adam (eps=1e-5 as in the PPO reference implementations)."""
-    return optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(schedule, eps=1e-5))
+def adam_with_clipping(schedule, max_grad_norm, nap: bool = False) -> optax.GradientTransformation:
+    """Global-norm clipping then Adam (eps=1e-5 as in the PPO reference implementations);
+    with ``nap``, followed by NaP's projection of the normalized kernels."""
+    tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(schedule, eps=1e-5))
+    return optim.nap(tx) if nap else tx
+
+
+def weight_diagnostics(old_params, new_params) -> dict:
+    """Per-layer ``weight_norm/<layer>`` and realized ``effective_lr/<layer>`` of one iteration."""
+    norms = optim.weight_norms(new_params)
+    rates = optim.effective_learning_rates(old_params, new_params)
+    return {**{f"weight_norm/{k}": v for k, v in norms.items()}, **{f"effective_lr/{k}": v for k, v in rates.items()}}
 
 
 def normalize_obs(stats: RunningStats, obs: jax.Array, enabled: bool) -> jax.Array:
@@ -186,6 +206,7 @@ class Trainer:
 
         def body(state, step):
             new_state, metrics = self._iteration(hparams, state)
+            metrics.update(weight_diagnostics(state.params, new_state.params))
             report_progress(self.config, step, n, metrics["episode_return"])
             return new_state, metrics
 

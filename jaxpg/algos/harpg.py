@@ -62,6 +62,7 @@ class HARPGState:
     params: Any
     previous_params: Any
     direction: Any
+    target_norms: Any  # NaP: initial norms of the normalized kernels (unused without nap)
     obs_stats: RunningStats
     env_params: Any
     key: jax.Array
@@ -100,6 +101,7 @@ class HARPG(common.Trainer):
             activation=config.activation,
             std_mode=config.std_mode,
             init_log_std=config.init_log_std,
+            normalization=config.normalization,
         )
         self.horizon = resolve_horizon(config, self.env)
         self.trajectories_per_iteration = config.num_envs + (hessian_envs if self.uses_hessian else 0)
@@ -119,6 +121,7 @@ class HARPG(common.Trainer):
             params=params,
             previous_params=params,
             direction=jax.tree.map(jnp.zeros_like, params),
+            target_norms=optim.initial_norms(params),
             obs_stats=RunningStats.create(self.env.observation_spec.shape),
             env_params=env_params,
             key=key_run,
@@ -176,11 +179,14 @@ class HARPG(common.Trainer):
         else:
             update = optim.normalized_step(direction, step)
         params = jax.tree.map(jnp.add, theta, update)
+        if c.nap:
+            params = optim.project(params, state.target_norms, optim.normalized_kernels_mask(params))
 
         new_state = HARPGState(
             params=params,
             previous_params=theta,
             direction=direction,
+            target_norms=state.target_norms,
             obs_stats=state.obs_stats,
             env_params=state.env_params,
             key=key,

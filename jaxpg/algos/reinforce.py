@@ -94,7 +94,7 @@ class Reinforce(common.Trainer):
 
     def optimizer(self, hparams) -> optax.GradientTransformation:
         schedule = common.learning_rate_schedule(self.config.lr_schedule, hparams.learning_rate, self.num_iterations)
-        return common.adam_with_clipping(schedule, hparams.max_grad_norm)
+        return common.adam_with_clipping(schedule, hparams.max_grad_norm, nap=self.config.nap)
 
     def init(self, key, hparams=None, env_params=None) -> ReinforceState:
         hparams = self.default_hparams if hparams is None else hparams

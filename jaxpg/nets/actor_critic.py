@@ -32,10 +32,11 @@ class ActorCritic(nn.Module):
     activation: str = "tanh"
     std_mode: str = "state_independent"
     init_log_std: float = 0.0
+    normalization: str = "none"
 
     def setup(self):
-        self.actor_torso = MLP(self.hidden_sizes, self.activation)
-        self.critic_torso = MLP(self.hidden_sizes, self.activation)
+        self.actor_torso = MLP(self.hidden_sizes, self.activation, self.normalization)
+        self.critic_torso = MLP(self.hidden_sizes, self.activation, self.normalization)
         self.head = policy_head(self.action_spec, self.std_mode, self.init_log_std)
         self.value_head = ValueHead()
 
@@ -63,9 +64,10 @@ class PolicyNetwork(nn.Module):
     activation: str = "tanh"
     std_mode: str = "state_independent"
     init_log_std: float = 0.0
+    normalization: str = "none"
 
     def setup(self):
-        self.torso = MLP(self.hidden_sizes, self.activation)
+        self.torso = MLP(self.hidden_sizes, self.activation, self.normalization)
         self.head = policy_head(self.action_spec, self.std_mode, self.init_log_std)
 
     def __call__(self, obs):

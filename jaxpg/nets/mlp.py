@@ -26,21 +26,48 @@ def get_activation(name: str) -> Callable:
     return ACTIVATIONS[name]
 
 
+NORMALIZATIONS = ("none", "layer_norm", "rms_norm")
+
+# Dense layers whose output feeds a normalization are named with this prefix, so that NaP's
+# projection (jaxpg.optim.nap) can find exactly the scale-invariant kernels by their path.
+NORMALIZED_DENSE_PREFIX = "NormalizedDense"
+
+
+def _normalization_layer(kind: str):
+    # No learnable scale or offset: the hidden layer is then exactly invariant to the scale of
+    # its kernel, and there is no free per-unit gain left for NaP to control (Lyle et al. 2024,
+    # section on normalization parameters; the "simpler alternative" of the reference notes).
+    if kind == "layer_norm":
+        return nn.LayerNorm(use_scale=False, use_bias=False)
+    if kind == "rms_norm":
+        return nn.RMSNorm(use_scale=False)
+    raise ValueError(f"unknown normalization {kind!r}; valid choices: {', '.join(NORMALIZATIONS)}")
+
+
 class MLP(nn.Module):
-    """``x -> act(Dense(x))`` repeated once per hidden size.
+    """``x -> act(Dense(x))`` repeated once per hidden size, or with ``normalization`` set,
+    ``x -> act(Norm(W x))``: a normalization before every nonlinearity (the NaP layout of
+    Lyle et al. 2024, "Normalization and effective learning rates in reinforcement learning").
 
     Orthogonal initialization with gain sqrt(2) and zero biases, the PPO-implementation default
-    (Engstrom et al. 2020, "Implementation Matters in Deep Policy Gradients").
+    (Engstrom et al. 2020, "Implementation Matters in Deep Policy Gradients"). Normalized layers
+    have no bias: the normalization's centring would remove it anyway.
     """
 
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
+    normalization: str = "none"
 
     @nn.compact
     def __call__(self, x: jnp.ndarray) -> jnp.ndarray:
         act = get_activation(self.activation)
-        for size in self.hidden_sizes:
-            x = nn.Dense(size, kernel_init=orthogonal(np.sqrt(2.0)))(x)
+        for i, size in enumerate(self.hidden_sizes):
+            if self.normalization == "none":
+                x = nn.Dense(size, kernel_init=orthogonal(np.sqrt(2.0)))(x)
+            else:
+                dense = nn.Dense(size, use_bias=False, kernel_init=orthogonal(np.sqrt(2.0)),
+                                 name=f"{NORMALIZED_DENSE_PREFIX}_{i}")
+                x = _normalization_layer(self.normalization)(dense(x))
             x = act(x)
         return x
 
