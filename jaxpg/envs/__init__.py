@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from jaxpg.envs.core import Box, Discrete, Environment, EnvState, TimeStep, VectorEnv, tree_select
 from jaxpg.envs.gymnax_adapter import GYMNAX_ENVS, GymnaxEnv
+from jaxpg.envs.wrappers import PermutedObservations, PermutedParams
 
 BRAX_ENVS: tuple[str, ...] = (
     "ant",
@@ -24,7 +25,8 @@ BRAX_ENVS: tuple[str, ...] = (
 )
 
 
-OWN_ENVS: tuple[str, ...] = ("tabular/random",)
+# Own environments; "permuted/NAME" works for any gymnax environment with vector observations.
+OWN_ENVS: tuple[str, ...] = ("tabular/random", "permuted/CartPole-v1", "permuted/Acrobot-v1", "permuted/Pendulum-v1")
 
 
 def list_envs() -> list[str]:
@@ -42,6 +44,8 @@ def make(name: str, **kwargs) -> Environment:
         raise TypeError(f"environment name must be a string, got {type(name).__name__}")
     if name in GYMNAX_ENVS:
         return GymnaxEnv(name, **kwargs)
+    if name.startswith("permuted/") and name[len("permuted/") :] in GYMNAX_ENVS:
+        return PermutedObservations(GymnaxEnv(name[len("permuted/") :], **kwargs))
     if name == "tabular/random":
         from jaxpg.envs.tabular import TabularMDP
 
@@ -61,6 +65,8 @@ __all__ = [
     "Environment",
     "GYMNAX_ENVS",
     "OWN_ENVS",
+    "PermutedObservations",
+    "PermutedParams",
     "GymnaxEnv",
     "TimeStep",
     "VectorEnv",
