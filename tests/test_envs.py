@@ -299,3 +299,22 @@ def test_same_key_same_trajectory_different_key_differs():
     chex.assert_trees_all_equal(a, b)
     assert not np.allclose(a[2].final_obs, c[2].final_obs)
     assert not np.allclose(a[0], c[0])
+
+
+def test_permuted_observations_are_a_params_level_task():
+    env = jaxpg.envs.make("permuted/CartPole-v1")
+    key = jax.random.key(0)
+    params = env.random_params(jax.random.key(3))
+    perm = np.asarray(params.permutation)
+    assert sorted(perm.tolist()) == [0, 1, 2, 3]
+    _, obs = env.reset(key, params)
+    _, inner_obs = env.env.reset(key)
+    np.testing.assert_allclose(obs, np.asarray(inner_obs)[perm])
+    state, ts = env.step(jax.random.key(1), env.reset(key, params)[0], jnp.int32(1), params)
+    _, inner_ts = env.env.step(jax.random.key(1), env.env.reset(key)[0], jnp.int32(1))
+    np.testing.assert_allclose(ts.obs, np.asarray(inner_ts.obs)[perm])
+    assert float(ts.reward) == float(inner_ts.reward)
+    # One permutation per copy, vmapped like seeds.
+    batched = jax.vmap(env.random_params)(jax.random.split(jax.random.key(5), 3))
+    _, obs = VectorEnv(env, 3, batched_params=True).reset(key, batched)
+    assert obs.shape == (3, 4)
