@@ -28,10 +28,6 @@ def _unwrap_keys(tree):
     return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
 
 
-def config_to_dict(config) -> dict:
-    return dataclasses.asdict(config)
-
-
 def config_from_dict(cls, values: dict):
     """Rebuild a frozen config dataclass from JSON (lists back to tuples where the field is a tuple)."""
     kwargs = {}

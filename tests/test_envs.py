@@ -318,3 +318,12 @@ def test_permuted_observations_are_a_params_level_task():
     batched = jax.vmap(env.random_params)(jax.random.split(jax.random.key(5), 3))
     _, obs = VectorEnv(env, 3, batched_params=True).reset(key, batched)
     assert obs.shape == (3, 4)
+
+
+def test_permuted_env_trains_and_evaluates():
+    import jaxpg
+
+    train = jaxpg.make_train("ppo", env="permuted/CartPole-v1", total_steps=2 * 512)
+    result = jax.jit(train)(jax.random.key(0))
+    returns = jaxpg.evaluate(result, jax.random.key(1), num_episodes=2)
+    assert returns.shape == (2,) and bool(jnp.all(returns >= 1))

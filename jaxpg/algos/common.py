@@ -60,10 +60,6 @@ class Result:
     config: Any = struct.field(pytree_node=False, default=None)
 
 
-def field_names(cls) -> tuple[str, ...]:
-    return tuple(f.name for f in dataclasses.fields(cls))
-
-
 def check_config(config) -> None:
     """Validate fields shared by all configs with one-line errors naming valid choices."""
     for name in ("total_steps", "num_envs"):

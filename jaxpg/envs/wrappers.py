@@ -14,7 +14,12 @@ from jaxpg.envs.core import Box, Environment
 @struct.dataclass
 class PermutedParams:
     inner: Any
-    permutation: jax.Array  # int32 [obs_dim]: observation i is reported at position permutation[i]^-1
+    permutation: jax.Array  # int32 [obs_dim]: reported observation j is inner observation permutation[j]
+
+    @property
+    def max_steps_in_episode(self):
+        """The wrapped environment's time limit (evaluation and episode horizons read it)."""
+        return self.inner.max_steps_in_episode
 
 
 class PermutedObservations(Environment):
