@@ -114,3 +114,24 @@ def test_reinforce_learns_cartpole():
     returns = np.asarray(out.metrics["episode_return"])
     assert np.all(returns[:, :3].mean(-1) < 40)
     assert np.all(returns[:, -5:].mean(-1) > 350), returns[:, -5:]
+
+
+def test_ppo_runs_on_minatar_grid_observations():
+    train = jaxpg.make_train("ppo", env="Breakout-MinAtar", total_steps=2 * 512)
+    result = jax.jit(train)(jax.random.key(0))
+    jaxpg.check_finite(result)
+    assert result.metrics["loss"].shape == (2,)
+    action = jaxpg.policy_fn(result)(jnp.zeros((10, 10, 4)))
+    assert action.shape == () and 0 <= int(action) < 3
+
+
+def test_progress_reaches_the_host_at_the_requested_interval():
+    train = jaxpg.make_train("reinforce", env="CartPole-v1", total_steps=6 * 8 * 500, progress_every=2)
+    calls = []
+    with jaxpg.progress.bar(total=train.num_iterations) as bar:
+        original = bar.update
+        bar.update = lambda it, ret: (calls.append(int(it)), original(it, ret))
+        jax.block_until_ready(jax.jit(train)(jax.random.key(0)).metrics)
+        jax.effects_barrier()
+    assert calls == [2, 4, 6]
+    assert bar.done == train.num_iterations
