@@ -94,8 +94,9 @@ def _enable_compilation_cache() -> None:
 # -- train --------------------------------------------------------------------------------------
 def _summary_table(rows: list[tuple[str, str]]) -> str:
     width = max(len(k) for k, _ in rows)
-    line = "+" + "-" * (width + 2) + "+" + "-" * 34 + "+"
-    body = [f"| {k.ljust(width)} | {v.ljust(32)} |" for k, v in rows]
+    value_width = max(32, max(len(v) for _, v in rows))
+    line = "+" + "-" * (width + 2) + "+" + "-" * (value_width + 2) + "+"
+    body = [f"| {k.ljust(width)} | {v.ljust(value_width)} |" for k, v in rows]
     return "\n".join([line, *body, line])
 
 
