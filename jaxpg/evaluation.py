@@ -10,8 +10,7 @@ import jax.numpy as jnp
 from jaxpg import policies
 from jaxpg.algos import get_algorithm
 from jaxpg.algos.common import Result, normalize_obs
-from jaxpg.algos.episodes import collect_episodes
-from jaxpg.algos.reinforce import resolve_horizon
+from jaxpg.algos.episodes import collect_episodes, resolve_horizon
 from jaxpg.envs import VectorEnv
 
 
@@ -50,9 +49,7 @@ def evaluate(result: Result, key: jax.Array, num_episodes: int = 10, determinist
         keys = jax.random.split(key, result.state.iteration.shape[0])
         return jax.vmap(lambda r, k: evaluate(r, k, num_episodes, deterministic))(result, keys)
     config = result.config
-    horizon = resolve_horizon(config, trainer.env) if hasattr(config, "horizon") else int(
-        trainer.env.default_params.max_steps_in_episode
-    )
+    horizon = resolve_horizon(config, trainer.env)
     batch = collect_episodes(
         VectorEnv(trainer.env, num_episodes),
         _policy(result, trainer),

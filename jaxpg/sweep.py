@@ -97,6 +97,5 @@ def run(train, seeds: int = 1, hparams: Any = None, key: jax.Array | None = None
         result = jax.vmap(train)(keys, hparams)
         return jax.tree.map(lambda x: x[:total].reshape(lead + x.shape[1:]), result)
 
-    # Trim and reshape inside the same program: eagerly dispatching one slice per leaf onto
-    # still-running outputs was seen to deadlock XLA:CPU's async runtime on a 2-core machine.
+    # Trim and reshape inside the same program rather than one eager slice per output leaf.
     return jax.jit(sweep)(flat_keys, flat_hparams)

@@ -87,8 +87,9 @@ def make_environment(config) -> tuple[Environment, VectorEnv]:
     return env, VectorEnv(env, config.num_envs)
 
 
-def make_network(config, env: Environment) -> ActorCritic:
-    return ActorCritic(
+def make_network(config, env: Environment, network=ActorCritic):
+    """The algorithm's network (``ActorCritic`` or ``PolicyNetwork``) from the shared config fields."""
+    return network(
         action_spec=env.action_spec,
         obs_ndim=len(env.observation_spec.shape),
         hidden_sizes=tuple(config.hidden_sizes),

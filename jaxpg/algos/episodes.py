@@ -77,3 +77,16 @@ def collect_episodes(
         truncated=truncated,
         mask=mask.astype(jnp.float32),
     )
+
+
+def resolve_horizon(config, env) -> int:
+    """The episode horizon: ``config.horizon`` if the config has one set, else the env's time limit."""
+    horizon = getattr(config, "horizon", None)
+    if horizon is not None:
+        if int(horizon) < 1:
+            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+        return int(horizon)
+    limit = getattr(env.default_params, "max_steps_in_episode", None)
+    if limit is None:
+        raise ValueError(f"{config.env} has no max_steps_in_episode; set horizon=N explicitly")
+    return int(limit)

@@ -31,8 +31,7 @@ from flax import struct
 
 from jaxpg import estimators, optim, policies
 from jaxpg.algos import common
-from jaxpg.algos.episodes import EpisodeBatch, collect_episodes
-from jaxpg.algos.reinforce import resolve_horizon
+from jaxpg.algos.episodes import EpisodeBatch, collect_episodes, resolve_horizon
 from jaxpg.envs import VectorEnv
 from jaxpg.nets import PolicyNetwork, RunningStats
 
@@ -94,15 +93,7 @@ class HARPG(common.Trainer):
             raise ValueError(f"hessian_envs must be a positive integer, got {config.hessian_envs!r}")
         self.uses_hessian = config.method in ("harpg", "n_harpg")
         self.hessian_venv = VectorEnv(self.env, hessian_envs) if self.uses_hessian else None
-        self.network = PolicyNetwork(
-            action_spec=self.env.action_spec,
-            obs_ndim=len(self.env.observation_spec.shape),
-            hidden_sizes=tuple(config.hidden_sizes),
-            activation=config.activation,
-            std_mode=config.std_mode,
-            init_log_std=config.init_log_std,
-            normalization=config.normalization,
-        )
+        self.network = common.make_network(config, self.env, PolicyNetwork)
         self.horizon = resolve_horizon(config, self.env)
         self.trajectories_per_iteration = config.num_envs + (hessian_envs if self.uses_hessian else 0)
         self.steps_per_iteration = self.trajectories_per_iteration * self.horizon

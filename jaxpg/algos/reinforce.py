@@ -24,7 +24,7 @@ from flax import struct
 
 from jaxpg import losses, policies
 from jaxpg.algos import common
-from jaxpg.algos.episodes import EpisodeBatch, collect_episodes
+from jaxpg.algos.episodes import EpisodeBatch, collect_episodes, resolve_horizon
 from jaxpg.nets import RunningStats, running_norm
 
 
@@ -56,18 +56,6 @@ class ReinforceState:
     iteration: jax.Array
     env_steps: jax.Array
     valid_steps: jax.Array
-
-
-def resolve_horizon(config, env) -> int:
-    """The episode horizon: ``config.horizon`` or the environment's own time limit."""
-    if config.horizon is not None:
-        if int(config.horizon) < 1:
-            raise ValueError(f"horizon must be a positive integer, got {config.horizon!r}")
-        return int(config.horizon)
-    limit = getattr(env.default_params, "max_steps_in_episode", None)
-    if limit is None:
-        raise ValueError(f"{config.env} has no max_steps_in_episode; set horizon=N explicitly")
-    return int(limit)
 
 
 class Reinforce(common.Trainer):
