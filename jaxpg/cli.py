@@ -13,6 +13,7 @@ import argparse
 import dataclasses
 import json
 import os
+import shutil
 import sys
 import time
 import typing
@@ -51,36 +52,88 @@ def _convert(name: str, text: str, default, hint: str):
     return text
 
 
+# Config fields the CLI sets itself, and the option that sets each.
+CLI_OWNED = {
+    "env": "--env NAME",
+    "total_steps": "--total-steps N",
+    "progress_every": "nothing (the CLI reports progress every 1% of the run)",
+}
+
+
 def parse_overrides(cls, items: list[str]) -> tuple[dict, dict]:
     """Split ``key=value`` strings into config and hyperparameter overrides, typed by their field."""
     config_fields = {f.name: f for f in dataclasses.fields(cls.Config)}
     hparam_fields = {f.name: f for f in dataclasses.fields(cls.HParams)}
     config_hints = {k: str(v) for k, v in typing.get_type_hints(cls.Config).items()}
-    reserved = {"env", "total_steps", "progress_every"}
     config, hparams = {}, {}
     for item in items:
         if "=" not in item:
             raise UsageError(f"--set expects key=value, got {item!r}")
         key, text = item.split("=", 1)
         key = key.strip().replace("-", "_")
+        if key in CLI_OWNED:
+            raise UsageError(f"{key} is not a --set setting; set it with {CLI_OWNED[key]}")
         if key in hparam_fields:
             hparams[key] = _convert(key, text, float(hparam_fields[key].default), "float")
             if hparams[key] != hparams[key] or hparams[key] in (float("inf"), float("-inf")):
                 raise UsageError(f"{key}={text!r} must be a finite number")
-        elif key in config_fields and key not in reserved:
+        elif key in config_fields:
             config[key] = _convert(key, text, config_fields[key].default, config_hints.get(key, ""))
         else:
-            valid = sorted((set(config_fields) - reserved) | set(hparam_fields))
+            valid = sorted((set(config_fields) - set(CLI_OWNED)) | set(hparam_fields))
             raise UsageError(f"unknown setting {key!r}; valid choices: {', '.join(valid)}")
     return config, hparams
 
 
-def _next_run_dir(root: str, algo: str, env: str) -> str:
+# Files a run directory may hold (what --overwrite removes; nothing else is touched).
+RUN_FILES = ("run.json", "checkpoints", "metrics.json", "metrics.csv", "curves.png", "summary.json")
+
+
+def _claim_new_run_dir(root: str, algo: str, env: str) -> str:
+    """Create and return ``root/ALGO-ENV-NNNN`` with the next free number."""
     stem = f"{algo}-{env.replace('/', '_')}"
-    os.makedirs(root, exist_ok=True)
-    used = [d for d in os.listdir(root) if d.startswith(stem + "-")]
-    numbers = [int(d.rsplit("-", 1)[1]) for d in used if d.rsplit("-", 1)[1].isdigit()]
-    return os.path.join(root, f"{stem}-{max(numbers, default=0) + 1:04d}")
+    try:
+        os.makedirs(root, exist_ok=True)
+        used = [d for d in os.listdir(root) if d.startswith(stem + "-")]
+    except OSError as e:
+        raise UsageError(f"cannot use --runs-dir {root}: {e.strerror or e}") from None
+    number = max([int(d.rsplit("-", 1)[1]) for d in used if d.rsplit("-", 1)[1].isdigit()], default=0) + 1
+    while True:
+        path = os.path.join(root, f"{stem}-{number:04d}")
+        try:
+            os.makedirs(path)
+            return path
+        except FileExistsError:  # another run took it meanwhile
+            number += 1
+        except OSError as e:
+            raise UsageError(f"cannot create a run directory in {root}: {e.strerror or e}") from None
+
+
+def _prepare_out_dir(path: str, overwrite: bool) -> str:
+    """Check ``--out`` before any training: a directory we may write, not someone else's run."""
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise UsageError(f"--out {path} is a file, not a directory")
+    if os.path.isdir(path) and os.listdir(path):
+        if not overwrite:
+            if os.path.exists(os.path.join(path, "run.json")):
+                raise UsageError(f"--out {path} holds a run; continue it with --resume {path}, or pass --overwrite to replace it")
+            raise UsageError(f"--out {path} is not empty; choose a new directory or pass --overwrite")
+    try:
+        os.makedirs(path, exist_ok=True)
+        probe = os.path.join(path, f".jaxpg-write-test-{os.getpid()}")
+        with open(probe, "w"):
+            pass
+        os.remove(probe)
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {path}: {e.strerror or e}") from None
+    if overwrite:
+        for name in RUN_FILES:
+            target = os.path.join(path, name)
+            if os.path.isdir(target):
+                shutil.rmtree(target)
+            elif os.path.exists(target):
+                os.remove(target)
+    return path
 
 
 def _enable_compilation_cache() -> None:
@@ -100,122 +153,231 @@ def _summary_table(rows: list[tuple[str, str]]) -> str:
     return "\n".join([line, *body, line])
 
 
-def _run_info(algo, trainer, hparams, args_seeds, seed, iterations_done) -> dict:
+@dataclasses.dataclass
+class RunPlan:
+    """What ``jaxpg train`` is about to do: a new run or the continuation of a saved one."""
+
+    algo: str
+    trainer: typing.Any
+    hparams: typing.Any
+    seeds: int
+    seed: int
+    done: int  # iterations already trained (restored from the checkpoint)
+    out_dir: str
+    info: dict | None = None  # run.json of a resumed run
+
+
+def _positive(name: str, value) -> None:
+    if value is not None and value < 1:
+        raise UsageError(f"{name} must be a positive integer, got {value}")
+
+
+def _check_options(args) -> None:
+    """Checks that need no JAX: they run before anything is imported or trained."""
+    _positive("--seeds", args.seeds)
+    _positive("--total-steps", args.total_steps)
+    _positive("--checkpoint-every", args.checkpoint_every)
+    _positive("--stop-after", args.stop_after)
+    _positive("--eval-episodes", args.eval_episodes)
+    if args.resume:
+        if args.out:
+            raise UsageError(f"--out cannot be combined with --resume: the run continues in {args.resume}")
+        if args.set:
+            raise UsageError(
+                "--set cannot be combined with --resume: a resumed run keeps its settings "
+                f"({args.resume}/run.json); start a new run to change them"
+            )
+        if args.overwrite:
+            raise UsageError("--overwrite cannot be combined with --resume (it would discard the run)")
+    elif not args.algo:
+        raise UsageError("train needs an algorithm name or --resume DIR (see `jaxpg list`)")
+    elif args.env is None:
+        raise UsageError("train needs --env NAME (see `jaxpg list`)")
+
+
+def _new_plan(args) -> RunPlan:
+    import jaxpg
+    from jaxpg.algos import get_algorithm
+
+    try:
+        cls = get_algorithm(args.algo)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    config_overrides, hparam_overrides = parse_overrides(cls, args.set or [])
+    if args.total_steps is not None:
+        config_overrides["total_steps"] = args.total_steps
+    try:
+        trainer = jaxpg.make_train(args.algo, env=args.env, hparams=hparam_overrides, **config_overrides)
+    except (ValueError, TypeError) as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    every = max(1, trainer.num_iterations // 100)
+    hparams = trainer.default_hparams
+    trainer = type(trainer)(dataclasses.replace(trainer.config, progress_every=every))
+    trainer.default_hparams = hparams
+    if args.out:
+        out_dir = _prepare_out_dir(args.out, args.overwrite)
+    else:
+        out_dir = _claim_new_run_dir(args.runs_dir, args.algo, args.env)
+    seeds = 1 if args.seeds is None else args.seeds
+    seed = 0 if args.seed is None else args.seed
+    return RunPlan(args.algo, trainer, hparams, seeds, seed, 0, out_dir)
+
+
+def _resume_plan(args) -> RunPlan:
+    from jaxpg import checkpoint
+    from jaxpg.algos import get_algorithm
+
+    directory = args.resume
+    try:
+        info = checkpoint.load_info(directory)
+        cls = get_algorithm(info["algo"])
+        config = checkpoint.config_from_dict(cls.Config, info["config"])
+        hparams = cls.HParams(**info["hparams"])
+    except (checkpoint.CheckpointError, ValueError, TypeError) as e:
+        raise UsageError(f"cannot resume {directory}: {str(e).splitlines()[0]}") from None
+    algo = info["algo"]
+    for option, given, saved in (
+        ("the algorithm", args.algo, algo),
+        ("--env", args.env, config.env),
+        ("--seeds", args.seeds, info["seeds"]),
+        ("--seed", args.seed, info["seed"]),
+    ):
+        if given is not None and given != saved:
+            raise UsageError(
+                f"--resume {directory} continues a run with {option} = {saved}; it cannot change to {given} "
+                "(start a new run for that)"
+            )
+    notice = None
+    if args.total_steps is not None and args.total_steps != config.total_steps:
+        if args.total_steps < config.total_steps:
+            raise UsageError(
+                f"--total-steps {args.total_steps} is below the run's {config.total_steps}; "
+                "a resumed run can only be extended (use --stop-after N to stop early)"
+            )
+        notice = f"extending the run from total_steps {config.total_steps} to {args.total_steps}"
+        if getattr(config, "lr_schedule", "constant") != "constant":
+            notice += f" (the {config.lr_schedule} learning-rate schedule now spans the new total)"
+        config = dataclasses.replace(config, total_steps=args.total_steps)
+    try:
+        trainer = cls(config)
+    except ValueError as e:
+        raise UsageError(f"cannot resume {directory}: {str(e).splitlines()[0]}") from None
+    trainer.default_hparams = hparams
+    if notice:
+        print(f"jaxpg: {notice}: {info['num_iterations']} -> {trainer.num_iterations} iterations", file=sys.stderr)
+    return RunPlan(algo, trainer, hparams, info["seeds"], info["seed"], info["iterations_done"], directory, info)
+
+
+def _merge(parts: list[dict]) -> dict:
+    """Concatenate per-chunk metric dicts along the iteration axis (the last one)."""
+    import numpy as np
+
+    return {k: np.concatenate([np.asarray(p[k]) for p in parts], axis=-1) for k in parts[0]}
+
+
+def _run_info(plan: RunPlan, iterations_done: int) -> dict:
     return {
-        "algo": algo,
-        "config": dataclasses.asdict(trainer.config),
-        "hparams": {k: float(v) for k, v in dataclasses.asdict(hparams).items()},
-        "seeds": args_seeds,
-        "seed": seed,
+        "algo": plan.algo,
+        "config": dataclasses.asdict(plan.trainer.config),
+        "hparams": {k: float(v) for k, v in dataclasses.asdict(plan.hparams).items()},
+        "seeds": plan.seeds,
+        "seed": plan.seed,
         "iterations_done": iterations_done,
-        "num_iterations": trainer.num_iterations,
+        "num_iterations": plan.trainer.num_iterations,
     }
 
 
 def cmd_train(args) -> int:
+    _check_options(args)
     import jax
     import numpy as np
 
     import jaxpg
     from jaxpg import checkpoint, progress
-    from jaxpg.algos import get_algorithm
+    from jaxpg.algos.common import first_nonfinite
     from jaxpg.plotting import plot_learning_curves
 
     _enable_compilation_cache()
-    if args.resume:
-        info = checkpoint.load_info(args.resume)
-        cls = get_algorithm(info["algo"])
-        config = checkpoint.config_from_dict(cls.Config, info["config"])
-        trainer = cls(config)
-        hparams = cls.HParams(**info["hparams"])
-        seeds, seed, done = info["seeds"], info["seed"], info["iterations_done"]
-        out_dir = args.resume
-        algo = info["algo"]
-    else:
-        algo = args.algo
-        try:
-            cls = get_algorithm(algo)
-        except ValueError as e:
-            raise UsageError(str(e)) from None
-        if args.env is None:
-            raise UsageError("train needs --env NAME (see `jaxpg list`)")
-        config_overrides, hparam_overrides = parse_overrides(cls, args.set or [])
-        if args.total_steps is not None:
-            config_overrides["total_steps"] = args.total_steps
-        if args.seeds < 1:
-            raise UsageError(f"--seeds must be a positive integer, got {args.seeds}")
-        try:
-            trainer = jaxpg.make_train(algo, env=args.env, hparams=hparam_overrides, **config_overrides)
-        except (ValueError, TypeError) as e:
-            raise UsageError(str(e).splitlines()[0]) from None
-        iterations = trainer.num_iterations
-        every = max(1, iterations // 100)
-        trainer = type(trainer)(dataclasses.replace(trainer.config, progress_every=every))
-        hparams = cls.HParams(**hparam_overrides)
-        trainer.default_hparams = hparams
-        seeds, seed, done = args.seeds, args.seed, 0
-        out_dir = args.out or _next_run_dir(args.runs_dir, algo, args.env)
-
+    plan = _resume_plan(args) if args.resume else _new_plan(args)
+    trainer, seeds, out_dir, done = plan.trainer, plan.seeds, plan.out_dir, plan.done
     total = trainer.num_iterations
     chunk = args.checkpoint_every or total
     stop_at = total if args.stop_after is None else min(total, done + args.stop_after)
-    keys = jax.random.split(jax.random.key(seed), seeds)
-    batched_hparams = jax.tree.map(lambda x: np.full((seeds,), x, np.float32), hparams)
+    keys = jax.random.split(jax.random.key(plan.seed), seeds)
+    batched_hparams = jax.tree.map(lambda x: np.full((seeds,), x, np.float32), plan.hparams)
 
     start = time.perf_counter()
     state = jax.jit(jax.vmap(trainer.init))(keys, batched_hparams)
     metrics_parts = []
     if done:
-        state, old_metrics = checkpoint.restore(out_dir, state)
+        try:
+            state, old_metrics = checkpoint.restore(out_dir, state, plan.info)
+        except checkpoint.CheckpointError as e:
+            raise UsageError(f"cannot resume {out_dir}: {e}") from None
         metrics_parts.append(old_metrics)
+    saved_at = done if done else None
     run_fns = {}  # one compiled program per chunk length
-
-    compile_seconds = 0.0
-    run_seconds = 0.0
+    compile_seconds = run_seconds = 0.0
     iterations_run = 0
-    print(f"jaxpg: {algo} on {trainer.config.env}, {seeds} seed(s), {total} iterations "
+    nonfinite = None
+    title = f"{plan.algo} on {trainer.config.env}"
+    print(f"jaxpg: {plan.algo} on {trainer.config.env}, {seeds} seed(s), {total} iterations "
           f"x {trainer.steps_per_iteration} steps -> {out_dir}", file=sys.stderr)
-    with progress.bar(total=total, desc=f"{algo} {trainer.config.env}", offset=done):
-        while done < stop_at:
-            n = min(chunk, stop_at - done)
-            progress.set_offset(done)
-            t0 = time.perf_counter()
-            if n not in run_fns:
-                lowered = jax.jit(jax.vmap(partial(trainer.run, num_iterations=n))).lower(state, batched_hparams)
-                run_fns[n] = lowered.compile()
-                compile_seconds += time.perf_counter() - t0
-            t0 = time.perf_counter()
-            result = run_fns[n](state, batched_hparams)
-            jax.block_until_ready(result)
-            run_seconds += time.perf_counter() - t0
-            state = result.state
-            metrics_parts.append(jax.tree.map(np.asarray, result.metrics))
-            done += n
-            iterations_run += n
-            merged = {k: np.concatenate([np.asarray(p[k]) for p in metrics_parts], axis=-1) for k in metrics_parts[0]}
-            checkpoint.save(out_dir, state, merged, _run_info(algo, trainer, hparams, seeds, seed, done))
+    try:
+        with progress.bar(total=total, desc=f"{plan.algo} {trainer.config.env}", offset=done):
+            while done < stop_at:
+                n = min(chunk, stop_at - done)
+                progress.set_offset(done)
+                t0 = time.perf_counter()
+                if n not in run_fns:
+                    lowered = jax.jit(jax.vmap(partial(trainer.run, num_iterations=n))).lower(state, batched_hparams)
+                    run_fns[n] = lowered.compile()
+                    compile_seconds += time.perf_counter() - t0
+                t0 = time.perf_counter()
+                result = run_fns[n](state, batched_hparams)
+                chunk_metrics = jax.tree.map(np.asarray, result.metrics)  # waits for the chunk
+                run_seconds += time.perf_counter() - t0
+                nonfinite = first_nonfinite(chunk_metrics["finite"])
+                if nonfinite is not None:
+                    break  # this chunk's state is not saved: the last good checkpoint stays
+                state = result.state
+                metrics_parts.append(chunk_metrics)
+                done += n
+                iterations_run += n
+                checkpoint.save(out_dir, state, _merge(metrics_parts), _run_info(plan, done))
+                saved_at = done
+    except KeyboardInterrupt:
+        where = f"iteration {saved_at}" if saved_at is not None else "none saved yet"
+        print(f"\njaxpg: interrupted; last complete checkpoint: {where}; "
+              f"continue with: jaxpg train --resume {out_dir}", file=sys.stderr)
+        return 130
+    if nonfinite is not None:
+        # Show the curves up to and including the bad chunk; the checkpoint set is untouched.
+        all_metrics = _merge(metrics_parts + [chunk_metrics])
+        _write_metrics(out_dir, all_metrics)
+        plot_learning_curves(all_metrics, os.path.join(out_dir, "curves.png"), title)
+        kept = (f"the last good checkpoint (iteration {saved_at}) is kept in {out_dir}" if saved_at is not None
+                else "no checkpoint had been saved yet (--checkpoint-every N saves earlier states)")
+        print(f"jaxpg: error: NaN or inf in training at iteration {done + nonfinite[0]} in {nonfinite[1]} of "
+              f"{seeds} seed(s); stopped; {kept}; try a smaller learning rate", file=sys.stderr)
+        return 1
     wall = time.perf_counter() - start
-    metrics = {k: np.concatenate([np.asarray(p[k]) for p in metrics_parts], axis=-1) for k in metrics_parts[0]}
-    final = jaxpg.Result(params=state.params, metrics=metrics, state=state, algo=algo, config=trainer.config)
+    metrics = _merge(metrics_parts)
+    final = jaxpg.Result(params=state.params, metrics=metrics, state=state, algo=plan.algo, config=trainer.config)
 
     _write_metrics(out_dir, metrics)
-    plot = plot_learning_curves(metrics, os.path.join(out_dir, "curves.png"), f"{algo} on {trainer.config.env}")
-    try:
-        jaxpg.check_finite(final)
-    except FloatingPointError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 1
+    plot_learning_curves(metrics, os.path.join(out_dir, "curves.png"), title)
     if done < total:
-        print(f"stopped after {done}/{total} iterations; continue with: jaxpg train {algo} --resume {out_dir}")
+        print(f"stopped after {done}/{total} iterations; continue with: jaxpg train --resume {out_dir}")
         return 0
 
-    eval_returns = np.asarray(jaxpg.evaluate(final, jax.random.key(seed + 10_000), args.eval_episodes))
+    eval_returns = np.asarray(jaxpg.evaluate(final, jax.random.key(plan.seed + 10_000), args.eval_episodes))
     per_seed_eval = eval_returns.reshape(seeds, -1).mean(-1)
     train_return = np.asarray(metrics["episode_return"])[:, -1]
     env_steps = int(np.asarray(metrics["env_steps"])[0, -1])
     run_seconds = max(run_seconds, 1e-9)
     rows = [
-        ("algorithm / env", f"{algo} / {trainer.config.env}"),
+        ("algorithm / env", f"{plan.algo} / {trainer.config.env}"),
         ("seeds x env steps", f"{seeds} x {env_steps:,}"),
         ("final train return", f"{train_return.mean():.1f} +- {train_return.std():.1f}"),
         (f"eval return ({args.eval_episodes} ep, mode)", f"{per_seed_eval.mean():.1f} +- {per_seed_eval.std():.1f}"),
@@ -249,6 +411,7 @@ def _write_metrics(out_dir: str, metrics: dict) -> None:
 
 # -- eval / list --------------------------------------------------------------------------------
 def cmd_eval(args) -> int:
+    _positive("--episodes", args.episodes)
     import jax
     import numpy as np
 
@@ -259,15 +422,16 @@ def cmd_eval(args) -> int:
     _enable_compilation_cache()
     try:
         info = checkpoint.load_info(args.run_dir)
-    except FileNotFoundError as e:
-        raise UsageError(str(e)) from None
-    cls = get_algorithm(info["algo"])
-    trainer = cls(checkpoint.config_from_dict(cls.Config, info["config"]))
-    seeds = info["seeds"]
-    keys = jax.random.split(jax.random.key(info["seed"]), seeds)
-    hparams = jax.tree.map(lambda x: np.full((seeds,), x, np.float32), cls.HParams(**info["hparams"]))
-    state_like = jax.jit(jax.vmap(trainer.init))(keys, hparams)
-    state, metrics = checkpoint.restore(args.run_dir, state_like)
+        cls = get_algorithm(info["algo"])
+        trainer = cls(checkpoint.config_from_dict(cls.Config, info["config"]))
+        hparams = cls.HParams(**info["hparams"])
+        seeds = info["seeds"]
+        keys = jax.random.split(jax.random.key(info["seed"]), seeds)
+        batched = jax.tree.map(lambda x: np.full((seeds,), x, np.float32), hparams)
+        state_like = jax.jit(jax.vmap(trainer.init))(keys, batched)
+        state, metrics = checkpoint.restore(args.run_dir, state_like, info)
+    except (checkpoint.CheckpointError, ValueError, TypeError) as e:
+        raise UsageError(f"cannot evaluate {args.run_dir}: {str(e).splitlines()[0]}") from None
     result = jaxpg.Result(params=state.params, metrics=metrics, state=state, algo=info["algo"], config=trainer.config)
     returns = np.asarray(jaxpg.evaluate(result, jax.random.key(args.seed), args.episodes, deterministic=not args.stochastic))
     per_seed = returns.reshape(seeds, -1)
@@ -286,22 +450,30 @@ def cmd_list(args) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that reports a bad command line in one line (exit status 2), like our own errors."""
+
+    def error(self, message):
+        self.exit(2, f"jaxpg: error: {message} (see `{self.prog} --help`)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="jaxpg", description="JAX-native policy-gradient algorithms")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="jaxpg", description="JAX-native policy-gradient algorithms")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     train = sub.add_parser("train", help="train an agent")
     train.add_argument("algo", nargs="?", help="algorithm (see `jaxpg list`)")
     train.add_argument("--env", help="environment name (see `jaxpg list`)")
     train.add_argument("--total-steps", type=int, help="environment-step budget per seed")
-    train.add_argument("--seeds", type=int, default=1, help="number of seeds, vmapped in one program")
-    train.add_argument("--seed", type=int, default=0, help="base seed")
+    train.add_argument("--seeds", type=int, help="number of seeds, vmapped in one program (default 1)")
+    train.add_argument("--seed", type=int, help="base seed (default 0)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="config or hyperparameter override")
-    train.add_argument("--out", help="run directory (default runs/ALGO-ENV-NNNN)")
+    train.add_argument("--out", help="run directory (default runs/ALGO-ENV-NNNN); must be new or empty")
+    train.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
     train.add_argument("--runs-dir", default="runs", help="where new run directories go")
     train.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default: at the end)")
     train.add_argument("--stop-after", type=int, help="stop after this many more iterations (resume later)")
     train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
-    train.add_argument("--eval-episodes", type=int, default=10)
+    train.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes per seed at the end")
     train.add_argument("--threshold", type=float, help="count seeds whose eval return reaches this")
     ev = sub.add_parser("eval", help="evaluate a saved run")
     ev.add_argument("run_dir")
@@ -316,8 +488,6 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}
     try:
-        if args.command == "train" and not args.resume and not args.algo:
-            raise UsageError("train needs an algorithm name or --resume DIR (see `jaxpg list`)")
         return commands[args.command](args)
     except UsageError as e:
         print(f"jaxpg: error: {e}", file=sys.stderr)

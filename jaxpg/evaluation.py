@@ -6,6 +6,7 @@ from typing import Callable
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxpg import policies
 from jaxpg.algos import get_algorithm
@@ -31,10 +32,22 @@ def policy_fn(result: Result, deterministic: bool = True) -> Callable:
 
     Deterministic: the decoded mode of the policy. Stochastic: ``fn(obs, key)`` samples.
     """
-    policy = _policy(result, _trainer(result))
+    trainer = _trainer(result)
+    policy = _policy(result, trainer)
+    expected = tuple(trainer.env.observation_spec.shape)
+
+    def checked(obs):
+        obs = jnp.asarray(obs)
+        if obs.ndim < len(expected) or obs.shape[obs.ndim - len(expected):] != expected:
+            raise ValueError(
+                f"policy_fn for {result.config.env} expects observations of shape {expected} "
+                f"(or a batch [..., {', '.join(map(str, expected))}]), got shape {obs.shape}"
+            )
+        return policy(obs)
+
     if deterministic:
-        return lambda obs: policies.mode(policy(obs))
-    return lambda obs, key: policies.sample(policy(obs), key).action
+        return lambda obs: policies.mode(checked(obs))
+    return lambda obs, key: policies.sample(checked(obs), key).action
 
 
 def evaluate(result: Result, key: jax.Array, num_episodes: int = 10, deterministic: bool = True) -> jax.Array:
@@ -43,6 +56,8 @@ def evaluate(result: Result, key: jax.Array, num_episodes: int = 10, determinist
     Episodes run for the environment's time limit (or the config's ``horizon``); jittable. Works
     on a sweep's batched Result by vmapping over its leading axes.
     """
+    if isinstance(num_episodes, bool) or not isinstance(num_episodes, (int, np.integer)) or num_episodes < 1:
+        raise ValueError(f"num_episodes must be a positive integer, got {num_episodes!r}")
     trainer = _trainer(result)
     batch_ndim = result.state.iteration.ndim
     if batch_ndim:

@@ -19,6 +19,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxpg.algos.validation import validate
+
 
 def grid(hparams: Any, **values) -> Any:
     """Cartesian product of the listed values; other fields keep their value from ``hparams``.
@@ -30,6 +32,11 @@ def grid(hparams: Any, **values) -> Any:
     for key, options in values.items():
         if key not in names:
             raise ValueError(f"unknown hyperparameter {key!r}; valid choices: {', '.join(sorted(names))}")
+        if np.ndim(options) != 1:
+            raise TypeError(
+                f"sweep.grid: {key} needs a list of values, got {options!r} "
+                f"(one value: {key}=[{options!r}], or set it in the base hparams)"
+            )
         if len(options) == 0:
             raise ValueError(f"hyperparameter {key!r} needs at least one value")
     combos = list(itertools.product(*values.values()))
@@ -40,7 +47,9 @@ def grid(hparams: Any, **values) -> Any:
         else jnp.full((size,), getattr(hparams, f.name), jnp.float32)
         for f in dataclasses.fields(hparams)
     }
-    return type(hparams)(**fields)
+    grid_hparams = type(hparams)(**fields)
+    validate(grid_hparams)
+    return grid_hparams
 
 
 def stack(hparams_list: list) -> Any:
@@ -57,6 +66,18 @@ def _num_configs(hparams) -> int:
     return sizes.pop()
 
 
+def _typed_key(key) -> jax.Array:
+    """A typed PRNG key; old-style ``jax.random.PRNGKey`` (uint32[2]) keys are wrapped."""
+    if hasattr(key, "dtype") and jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
+        if key.shape != ():
+            raise ValueError(f"key must be a single PRNG key, got a batch of shape {key.shape}; seeds are split from it")
+        return key
+    raw = np.asarray(key) if not isinstance(key, jax.Array) else key
+    if raw.dtype == np.uint32 and raw.shape == (2,):
+        return jax.random.wrap_key_data(raw)
+    raise ValueError(f"key must be jax.random.key(seed) or jax.random.PRNGKey(seed), got {type(key).__name__} {getattr(key, 'shape', '')}")
+
+
 def run(train, seeds: int = 1, hparams: Any = None, key: jax.Array | None = None, shard: bool = True):
     """Run ``train`` for every (hyperparameter, seed) pair in one jitted, vmapped program.
 
@@ -69,15 +90,16 @@ def run(train, seeds: int = 1, hparams: Any = None, key: jax.Array | None = None
 
     Returns the Result with leading axes ``[H, S]`` for batched hparams, else ``[S]``.
     """
-    if int(seeds) < 1:
+    if isinstance(seeds, bool) or not isinstance(seeds, (int, np.integer)) or seeds < 1:
         raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
-    key = jax.random.key(0) if key is None else key
+    key = _typed_key(jax.random.key(0) if key is None else key)
     hparams = train.default_hparams if hparams is None else hparams
+    validate(hparams)
     num_configs = _num_configs(hparams)
     seed_keys = jax.random.split(key, seeds)
     if num_configs:
         flat_hparams = jax.tree.map(lambda x: jnp.repeat(jnp.asarray(x, jnp.float32), seeds, axis=0), hparams)
-        flat_keys = jnp.tile(seed_keys, num_configs)
+        flat_keys = seed_keys[jnp.tile(jnp.arange(seeds), num_configs)]
         lead = (num_configs, seeds)
     else:
         flat_hparams = jax.tree.map(lambda x: jnp.full((seeds,), x, jnp.float32), hparams)

@@ -15,9 +15,8 @@ import pytest
 import jaxpg.envs
 from jaxpg.envs import Box, VectorEnv
 
-pytest.importorskip("brax")
-
-from jaxpg.envs.brax_adapter import DEFAULT_BACKENDS, BraxEnv, BraxParams, BraxState  # noqa: E402
+# brax is a hard dependency: a broken install must fail here, not skip.
+from jaxpg.envs.brax_adapter import DEFAULT_BACKENDS, BraxEnv, BraxParams, BraxState
 
 # brax 0.14.2 reads mjx ``Data`` fields that mujoco-mjx has deprecated; not ours to fix.
 pytestmark = pytest.mark.filterwarnings(

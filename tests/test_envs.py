@@ -80,6 +80,13 @@ def test_list_envs_has_gymnax_and_brax_names():
     assert len(names) == len(set(names))
 
 
+def test_gymnax_names_match_gymnax_registry():
+    """jaxpg spells gymnax's list out (so importing jaxpg does not import gymnax); keep them equal."""
+    import gymnax
+
+    assert jaxpg.envs.GYMNAX_ENVS == tuple(gymnax.registered_envs)
+
+
 @pytest.mark.parametrize("name", ["CartPol-v1", "hopper", "brax/not_a_robot", "brax/"])
 def test_make_unknown_name_lists_valid_names(name):
     with pytest.raises(ValueError) as err:
@@ -320,10 +327,25 @@ def test_permuted_observations_are_a_params_level_task():
     assert obs.shape == (3, 4)
 
 
-def test_permuted_env_trains_and_evaluates():
+def test_evaluation_acts_on_the_level_stored_in_the_state():
+    """A hand-set linear controller (push right when theta + theta_dot / 2 > 0, a known
+    CartPole balancer) written for permutation P: evaluated on the permuted env with P in the
+    state's env params, every episode lasts exactly the 500-step time limit; with the identity
+    permutation in the state the same weights read the wrong coordinates and fall within ~10 steps."""
     import jaxpg
 
-    train = jaxpg.make_train("ppo", env="permuted/CartPole-v1", total_steps=2 * 512)
-    result = jax.jit(train)(jax.random.key(0))
-    returns = jaxpg.evaluate(result, jax.random.key(1), num_episodes=2)
-    assert returns.shape == (2,) and bool(jnp.all(returns >= 1))
+    train = jaxpg.make_train("ppo", env="permuted/CartPole-v1", total_steps=512, hidden_sizes=())
+    state = train.init(jax.random.key(0))
+    perm = jnp.array([2, 0, 3, 1], jnp.int32)  # reported coordinate j is CartPole coordinate perm[j]
+    gains = jnp.array([0.0, 0.0, 1.0, 0.5])  # on (x, x_dot, theta, theta_dot)
+    params = jax.tree.map(lambda x: x, state.params)
+    params["params"]["head"]["Dense_0"] = {"kernel": jnp.zeros((4, 2)).at[:, 1].set(gains[perm]), "bias": jnp.zeros(2)}
+
+    def returns(permutation):
+        level = state.env_params.replace(permutation=permutation)
+        result = jaxpg.Result(params=params, metrics={}, state=state.replace(params=params, env_params=level),
+                              algo="ppo", config=train.config)
+        return np.asarray(jaxpg.evaluate(result, jax.random.key(1), num_episodes=5))
+
+    np.testing.assert_array_equal(returns(perm), 500.0)
+    assert np.all(returns(jnp.arange(4, dtype=jnp.int32)) < 50)

@@ -6,11 +6,10 @@ import json
 import pathlib
 import sys
 
+import ipykernel  # noqa: F401  (dev dependencies: a broken install must fail, not skip)
+import nbclient
+import nbformat
 import pytest
-
-nbformat = pytest.importorskip("nbformat")
-nbclient = pytest.importorskip("nbclient")
-pytest.importorskip("ipykernel")
 
 NOTEBOOK = pathlib.Path(__file__).resolve().parents[1] / "notebooks" / "quickstart.ipynb"
 

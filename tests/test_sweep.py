@@ -22,6 +22,29 @@ def test_grid_is_cartesian_product_and_validates():
     np.testing.assert_allclose(hp.gamma, [0.99] * 6, rtol=1e-6)
     with pytest.raises(ValueError, match="valid choices:.*learning_rate"):
         jaxpg.sweep.grid(jaxpg.algos.PPOHParams(), lr=[1e-3])
+    with pytest.raises(TypeError, match=r"learning_rate needs a list of values, got 0.001 \(one value: learning_rate=\[0.001\]"):
+        jaxpg.sweep.grid(jaxpg.algos.PPOHParams(), learning_rate=1e-3)
+    with pytest.raises(ValueError, match=r"learning_rate = -0.001 \(sweep entry 1\) is out of range; valid: learning_rate >= 0"):
+        jaxpg.sweep.grid(jaxpg.algos.PPOHParams(), learning_rate=[1e-3, -1e-3])
+
+
+def test_old_style_keys_and_bad_keys():
+    """An old-style uint32[2] PRNGKey works like a typed key (same runs); batches of keys do not."""
+    train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=512)
+    hp = jaxpg.sweep.grid(train.default_hparams, learning_rate=[1e-4, 1e-3])
+    typed = jaxpg.sweep.run(train, seeds=2, hparams=hp, key=jax.random.key(3))
+    old = jaxpg.sweep.run(train, seeds=2, hparams=hp, key=jax.random.PRNGKey(3))
+    assert old.metrics["loss"].shape == (2, 2, 1)
+    np.testing.assert_array_equal(typed.metrics["loss"], old.metrics["loss"])
+    with pytest.raises(ValueError, match="key must be a single PRNG key"):
+        jaxpg.sweep.run(train, seeds=2, key=jax.random.split(jax.random.key(0), 2))
+    with pytest.raises(ValueError, match="key must be jax.random.key"):
+        jaxpg.sweep.run(train, seeds=2, key=3)
+    with pytest.raises(ValueError, match="seeds must be a positive integer"):
+        jaxpg.sweep.run(train, seeds=0)
+    # Batched values are checked entry by entry before anything is compiled.
+    with pytest.raises(ValueError, match=r"gamma = 1.5 \(sweep entry 1\) is out of range; valid: 0 <= gamma <= 1"):
+        jaxpg.sweep.run(train, hparams=jaxpg.sweep.stack([train.default_hparams, train.default_hparams.replace(gamma=1.5)]))
 
 
 def test_sweep_matches_individual_runs():
@@ -45,10 +68,12 @@ SHARDED_SCRIPT = textwrap.dedent(
     import json, os, sys
     import jax, numpy as np, jaxpg
     assert len(jax.devices()) == 4, jax.devices()
-    train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=2 * 512)
-    hp = jaxpg.sweep.grid(train.default_hparams, learning_rate=[1e-4, 1e-3, 3e-3])
+    # A small REINFORCE (cheap to compile): what is tested is the sharding, not the algorithm.
+    train = jaxpg.make_train("reinforce", env="CartPole-v1", num_envs=2, horizon=50, hidden_sizes=(8,),
+                             total_steps=2 * 2 * 50)
+    hp = jaxpg.sweep.grid(train.default_hparams, learning_rate=[1e-3, 1e-2, 3e-2])
     sharded = jaxpg.sweep.run(train, seeds=2, hparams=hp, key=jax.random.key(1), shard=True)
-    leaf = jax.tree.leaves(sharded.params)[0]
+    assert sharded.params["params"]["value_head"]["Dense_0"]["bias"].sharding.num_devices == 4
     plain = jaxpg.sweep.run(train, seeds=2, hparams=hp, key=jax.random.key(1), shard=False)
     diff = max(float(np.abs(np.asarray(a) - np.asarray(b)).max())
                for a, b in zip(jax.tree.leaves(sharded.params), jax.tree.leaves(plain.params)))

@@ -11,6 +11,7 @@ from jaxpg.algos.common import Result, Trainer, check_finite
 from jaxpg.algos.harpg import HARPG, HARPGConfig, HARPGHParams, trainer_for
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams
 from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams
+from jaxpg.algos.validation import validate
 
 ALGORITHMS: dict[str, type[Trainer]] = {
     "ppo": PPO,
@@ -49,8 +50,10 @@ def make_train(algo: str, env: str | None = None, hparams: dict | None = None, *
     unknown = set(hparam_kwargs) - hparam_fields
     if unknown:
         raise ValueError(f"unknown hyperparameter {sorted(unknown)[0]!r} for {algo}; valid choices: {', '.join(sorted(hparam_fields))}")
+    hparams = cls.HParams(**hparam_kwargs)
+    validate(hparams)  # before building the trainer: a bad value fails fast, naming its range
     trainer = cls(cls.Config(**config_kwargs))
-    trainer.default_hparams = cls.HParams(**hparam_kwargs)
+    trainer.default_hparams = hparams
     return trainer
 
 
@@ -70,4 +73,5 @@ __all__ = [
     "check_finite",
     "get_algorithm",
     "make_train",
+    "validate",
 ]

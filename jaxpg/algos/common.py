@@ -12,6 +12,8 @@ import optax
 from flax import struct
 
 from jaxpg import optim, progress
+from jaxpg.algos import validation
+from jaxpg.algos.validation import FINITE, NONNEGATIVE_INT, POSITIVE_INT, bounded
 from jaxpg.envs import Environment, VectorEnv
 from jaxpg.envs import make as make_env
 from jaxpg.nets import NORMALIZATIONS, ActorCritic, RunningStats, get_activation, running_norm
@@ -29,18 +31,18 @@ class BaseConfig:
 
     env: str = "CartPole-v1"
     env_kwargs: tuple = ()  # ((name, value), ...) passed to jaxpg.envs.make
-    total_steps: int = 500_000
-    num_envs: int = 4
+    total_steps: int = bounded(500_000, POSITIVE_INT)
+    num_envs: int = bounded(4, POSITIVE_INT)
     hidden_sizes: tuple = (64, 64)
     activation: str = "tanh"
     std_mode: str = "state_independent"
-    init_log_std: float = 0.0
+    init_log_std: float = bounded(0.0, FINITE)
     normalize_obs: bool = False
     # "none" | "layer_norm" | "rms_norm": a normalization before every hidden nonlinearity of the
     # policy and value torsos (the NaP layout); pair it with nap=True to project the weights.
     normalization: str = "none"
     nap: bool = False  # project normalized kernels back to their initial norm after every step
-    progress_every: int = 0  # iterations between progress callbacks (0: none)
+    progress_every: int = bounded(0, NONNEGATIVE_INT)  # iterations between progress callbacks (0: none)
 
 
 @struct.dataclass
@@ -61,11 +63,9 @@ class Result:
 
 
 def check_config(config) -> None:
-    """Validate fields shared by all configs with one-line errors naming valid choices."""
-    for name in ("total_steps", "num_envs"):
-        value = getattr(config, name, None)
-        if value is not None and (not isinstance(value, (int, np.integer)) or value < 1):
-            raise ValueError(f"{name} must be a positive integer, got {value!r}")
+    """Validate a config with one-line errors naming valid choices: every field's declared range
+    (:mod:`jaxpg.algos.validation`) and the named choices shared by all configs."""
+    validation.validate(config)
     schedule = getattr(config, "lr_schedule", "constant")
     if schedule not in SCHEDULES:
         raise ValueError(f"unknown lr_schedule {schedule!r}; valid choices: {', '.join(SCHEDULES)}")
@@ -166,18 +166,26 @@ def report_progress(config, step, num_steps: int, episode_return) -> None:
         jax.lax.cond(due, send, lambda _: None, None)
 
 
+def first_nonfinite(finite) -> tuple[int, int] | None:
+    """``(first iteration, number of runs)`` where a ``finite`` metric (``[..., iterations]``) is
+    False, or None when every entry is True. Leading axes (sweeps: ``[hparams, seeds]``) are runs."""
+    finite = np.asarray(finite).astype(bool)
+    if finite.all():
+        return None
+    first = int(np.argwhere(~finite)[:, -1].min())
+    runs = int((~finite).reshape(-1, finite.shape[-1]).any(-1).sum()) if finite.ndim > 1 else 1
+    return first, runs
+
+
 def check_finite(result: Result) -> Result:
     """Raise ``FloatingPointError`` naming the iteration where NaN/inf first appeared."""
-    finite = np.asarray(result.metrics["finite"]).astype(bool)
-    if finite.all():
+    bad = first_nonfinite(result.metrics["finite"])
+    if bad is None:
         return result
-    # With a sweep, metrics have leading [hparams, seeds] axes; report the earliest iteration.
-    iterations = np.argwhere(~finite)[:, -1]
-    first = int(iterations.min())
-    runs = int((~finite).reshape(-1, finite.shape[-1]).any(-1).sum()) if finite.ndim > 1 else 1
+    first, runs = bad
     raise FloatingPointError(
-        f"NaN or inf in training: first at iteration {first} (of {finite.shape[-1]}) in {runs} run(s); "
-        "try a smaller learning rate or enable max_grad_norm"
+        f"NaN or inf in training: first at iteration {first} (of {np.shape(result.metrics['finite'])[-1]}) "
+        f"in {runs} run(s); try a smaller learning rate or enable max_grad_norm"
     )
 
 
@@ -211,6 +219,8 @@ class Trainer:
         return Result(params=state.params, metrics=metrics, state=state, algo=self.algo, config=self.config)
 
     def __call__(self, key: jax.Array, hparams=None) -> Result:
+        if hparams is not None:
+            validation.validate(hparams)  # concrete values only; traced ones (under jit) pass
         return self.run(self.init(key, hparams), hparams)
 
     def __repr__(self) -> str:

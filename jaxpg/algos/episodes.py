@@ -82,9 +82,7 @@ def collect_episodes(
 def resolve_horizon(config, env) -> int:
     """The episode horizon: ``config.horizon`` if the config has one set, else the env's time limit."""
     horizon = getattr(config, "horizon", None)
-    if horizon is not None:
-        if int(horizon) < 1:
-            raise ValueError(f"horizon must be a positive integer, got {horizon!r}")
+    if horizon is not None:  # its range is checked with the config (``check_config``)
         return int(horizon)
     limit = getattr(env.default_params, "max_steps_in_episode", None)
     if limit is None:

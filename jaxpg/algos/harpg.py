@@ -31,6 +31,7 @@ from flax import struct
 
 from jaxpg import estimators, optim, policies
 from jaxpg.algos import common
+from jaxpg.algos.validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, bounded
 from jaxpg.algos.episodes import EpisodeBatch, collect_episodes, resolve_horizon
 from jaxpg.envs import VectorEnv
 from jaxpg.nets import PolicyNetwork, RunningStats
@@ -41,19 +42,21 @@ BASELINES = ("leave_one_out", "none")
 @dataclasses.dataclass(frozen=True)
 class HARPGConfig(common.BaseConfig):
     method: str = "n_harpg"
-    total_steps: int = 500_000  # simulated env steps (num_envs [+ hessian_envs]) x horizon per iteration
-    num_envs: int = 10  # trajectories per gradient estimate
-    hessian_envs: int | None = None  # trajectories for B v in (N-)HARPG; None: num_envs
-    horizon: int | None = None
+    # simulated env steps (num_envs [+ hessian_envs]) x horizon per iteration
+    total_steps: int = bounded(500_000, POSITIVE_INT)
+    num_envs: int = bounded(10, POSITIVE_INT)  # trajectories per gradient estimate
+    # trajectories for B v in (N-)HARPG; None: num_envs
+    hessian_envs: int | None = bounded(None, POSITIVE_INT, optional=True)
+    horizon: int | None = bounded(None, POSITIVE_INT, optional=True)
     hidden_sizes: tuple = (32, 32)
     baseline: str = "leave_one_out"
 
 
 @struct.dataclass
 class HARPGHParams:
-    step_size: float = 0.1  # gamma_0
-    momentum: float = 1.0  # eta_0
-    gamma: float = 0.99
+    step_size: float = bounded(0.1, NONNEGATIVE)  # gamma_0
+    momentum: float = bounded(1.0, POSITIVE)  # eta_0 (eta_t is capped at 1 by the schedule)
+    gamma: float = bounded(0.99, UNIT)
 
 
 @struct.dataclass
@@ -88,9 +91,7 @@ class HARPG(common.Trainer):
         self.config = config
         self.algo = config.method  # each method is its own algorithm name (see ``trainer_for``)
         self.env, self.venv = common.make_environment(config)
-        hessian_envs = config.num_envs if config.hessian_envs is None else int(config.hessian_envs)
-        if hessian_envs < 1:
-            raise ValueError(f"hessian_envs must be a positive integer, got {config.hessian_envs!r}")
+        hessian_envs = config.num_envs if config.hessian_envs is None else config.hessian_envs
         self.uses_hessian = config.method in ("harpg", "n_harpg")
         self.hessian_venv = VectorEnv(self.env, hessian_envs) if self.uses_hessian else None
         self.network = common.make_network(config, self.env, PolicyNetwork)

@@ -24,6 +24,7 @@ from flax import struct
 
 from jaxpg import losses, policies
 from jaxpg.algos import common
+from jaxpg.algos.validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, bounded
 from jaxpg.nets import RunningStats, running_norm
 
 
@@ -31,9 +32,9 @@ from jaxpg.nets import RunningStats, running_norm
 class PPOConfig(common.BaseConfig):
     """Static choices (they shape the compiled program); shared fields in ``BaseConfig``."""
 
-    num_steps: int = 128
-    update_epochs: int = 4
-    num_minibatches: int = 4
+    num_steps: int = bounded(128, POSITIVE_INT)
+    update_epochs: int = bounded(4, POSITIVE_INT)
+    num_minibatches: int = bounded(4, POSITIVE_INT)
     normalize_advantages: bool = True
     clip_value_loss: bool = True
     lr_schedule: str = "linear"
@@ -43,13 +44,13 @@ class PPOConfig(common.BaseConfig):
 class PPOHParams:
     """Float hyperparameters: a pytree argument of ``train``, so sweeps vmap over them."""
 
-    learning_rate: float = 2.5e-4
-    gamma: float = 0.99
-    gae_lambda: float = 0.95
-    clip_eps: float = 0.2
-    vf_coef: float = 0.5
-    ent_coef: float = 0.01
-    max_grad_norm: float = 0.5
+    learning_rate: float = bounded(2.5e-4, NONNEGATIVE)
+    gamma: float = bounded(0.99, UNIT)
+    gae_lambda: float = bounded(0.95, UNIT)
+    clip_eps: float = bounded(0.2, NONNEGATIVE)
+    vf_coef: float = bounded(0.5, NONNEGATIVE)
+    ent_coef: float = bounded(0.01, NONNEGATIVE)
+    max_grad_norm: float = bounded(0.5, POSITIVE)
 
 
 @struct.dataclass

@@ -24,26 +24,27 @@ from flax import struct
 
 from jaxpg import losses, policies
 from jaxpg.algos import common
+from jaxpg.algos.validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, bounded
 from jaxpg.algos.episodes import EpisodeBatch, collect_episodes, resolve_horizon
 from jaxpg.nets import RunningStats, running_norm
 
 
 @dataclasses.dataclass(frozen=True)
 class ReinforceConfig(common.BaseConfig):
-    total_steps: int = 1_000_000
-    num_envs: int = 8  # episodes per iteration
-    horizon: int | None = None  # None: the environment's max_steps_in_episode
+    total_steps: int = bounded(1_000_000, POSITIVE_INT)
+    num_envs: int = bounded(8, POSITIVE_INT)  # episodes per iteration
+    horizon: int | None = bounded(None, POSITIVE_INT, optional=True)  # None: the env's max_steps_in_episode
     normalize_advantages: bool = True
     lr_schedule: str = "constant"
 
 
 @struct.dataclass
 class ReinforceHParams:
-    learning_rate: float = 3e-3
-    gamma: float = 0.99
-    vf_coef: float = 0.5
-    ent_coef: float = 0.0
-    max_grad_norm: float = 1.0
+    learning_rate: float = bounded(3e-3, NONNEGATIVE)
+    gamma: float = bounded(0.99, UNIT)
+    vf_coef: float = bounded(0.5, NONNEGATIVE)
+    ent_coef: float = bounded(0.0, NONNEGATIVE)
+    max_grad_norm: float = bounded(1.0, POSITIVE)
 
 
 @struct.dataclass

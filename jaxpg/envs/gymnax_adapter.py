@@ -2,16 +2,26 @@
 
 from __future__ import annotations
 
-import gymnax
 import jax.numpy as jnp
-from gymnax.environments import spaces as gymnax_spaces
 
 from jaxpg.envs.core import Box, Discrete, Environment
 
-GYMNAX_ENVS: tuple[str, ...] = tuple(gymnax.registered_envs)
+# gymnax 1.0.1's ``gymnax.registered_envs``, spelled out so that ``import jaxpg`` need not import
+# gymnax (2-3 s: it loads every environment, seaborn and scipy); tests/test_envs.py checks the two
+# lists agree.
+GYMNAX_ENVS: tuple[str, ...] = (
+    "CartPole-v1", "Pendulum-v1", "Acrobot-v1", "MountainCar-v0", "MountainCarContinuous-v0",
+    "Asterix-MinAtar", "Breakout-MinAtar", "Freeway-MinAtar", "Seaquest-MinAtar", "SpaceInvaders-MinAtar",
+    "Catch-bsuite", "DeepSea-bsuite", "MemoryChain-bsuite", "UmbrellaChain-bsuite", "DiscountingChain-bsuite",
+    "MNISTBandit-bsuite", "SimpleBandit-bsuite",
+    "FourRooms-misc", "MetaMaze-misc", "PointRobot-misc", "BernoulliBandit-misc", "GaussianBandit-misc",
+    "Reacher-misc", "Swimmer-misc", "Pong-misc", "FrozenLake-misc",
+)
 
 
 def _convert_space(space) -> Discrete | Box:
+    from gymnax.environments import spaces as gymnax_spaces
+
     if isinstance(space, gymnax_spaces.Discrete):
         return Discrete(n=int(space.n))
     if isinstance(space, gymnax_spaces.Box):
@@ -28,6 +38,8 @@ class GymnaxEnv(Environment):
     """
 
     def __init__(self, name: str, **kwargs):
+        import gymnax
+
         self.name = name
         self.gymnax_env, self.default_params = gymnax.make(name, **kwargs)
         self.observation_spec = _convert_space(self.gymnax_env.observation_space(self.default_params))

@@ -1,0 +1,23 @@
+"""Test-session set-up: one JAX compilation cache for the whole session.
+
+Many tests (and the CLI and notebook subprocesses they start) compile the same small programs.
+JAX's persistent compilation cache, in a fresh directory for this session only (so every run of
+the suite compiles everything once, as CI does), lets each program be compiled once. It is set
+here, before any test module imports jax; the subprocesses tests start inherit it through the
+environment.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+
+_CACHE = tempfile.mkdtemp(prefix="jaxpg-test-xla-cache-")
+os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
+os.environ["JAXPG_CACHE_DIR"] = _CACHE  # what the jaxpg CLI uses
+os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(_CACHE, ignore_errors=True)
