@@ -55,7 +55,7 @@ def supervised(seed_keys, arm: str, tasks: int, steps_per_task: int) -> dict:
         key_init, key_run = jax.random.split(key)
         params = net.init(key_init, inputs[:1])
         tx = optax.adam(1e-3)
-        tx = optim.nap(tx) if use_nap else tx
+        tx = optim.nap(tx, mask=jaxpg.nets.normalized_kernels_mask) if use_nap else tx
         opt_state = tx.init(params)
 
         def loss_fn(p, x, y):
@@ -99,7 +99,7 @@ def rl(seed_keys, arm: str, tasks: int, steps_per_task: int) -> dict:
     hparams = jaxpg.sweep.stack([train.default_hparams] * len(seed_keys))
     state = jax.jit(jax.vmap(train.init))(seed_keys, hparams)
     run = jax.jit(jax.vmap(lambda s, h: train.run(s, h, iterations)))
-    new_permutation = jax.jit(jax.vmap(lambda k: env.random_params(k)))
+    new_permutation = jax.jit(jax.vmap(lambda k: env.sample_params(k)))
     per_task = []
     for t in range(tasks):
         keys = jax.vmap(lambda k: jax.random.fold_in(k, t))(seed_keys)

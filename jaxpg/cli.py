@@ -17,7 +17,6 @@ import shutil
 import sys
 import time
 import typing
-from functools import partial
 
 
 class UsageError(Exception):
@@ -56,7 +55,6 @@ def _convert(name: str, text: str, default, hint: str):
 CLI_OWNED = {
     "env": "--env NAME",
     "total_steps": "--total-steps N",
-    "progress_every": "nothing (the CLI reports progress every 1% of the run)",
 }
 
 
@@ -109,8 +107,8 @@ def _claim_new_run_dir(root: str, algo: str, env: str) -> str:
             raise UsageError(f"cannot create a run directory in {root}: {e.strerror or e}") from None
 
 
-def _prepare_out_dir(path: str, overwrite: bool) -> str:
-    """Check ``--out`` before any training: a directory we may write, not someone else's run."""
+def _check_out_dir(path: str, overwrite: bool) -> None:
+    """``--out`` must be a directory we may write, and not hold a run unless ``--overwrite``."""
     if os.path.exists(path) and not os.path.isdir(path):
         raise UsageError(f"--out {path} is a file, not a directory")
     if os.path.isdir(path) and os.listdir(path):
@@ -118,6 +116,16 @@ def _prepare_out_dir(path: str, overwrite: bool) -> str:
             if os.path.exists(os.path.join(path, "run.json")):
                 raise UsageError(f"--out {path} holds a run; continue it with --resume {path}, or pass --overwrite to replace it")
             raise UsageError(f"--out {path} is not empty; choose a new directory or pass --overwrite")
+    parent = os.path.dirname(os.path.abspath(path))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent) or not os.access(parent if not os.path.isdir(path) else path, os.W_OK):
+        raise UsageError(f"cannot write to --out {path}: {parent} is not a writable directory")
+
+
+def _prepare_out_dir(path: str, overwrite: bool) -> str:
+    """Create ``--out`` (checked by :func:`_check_out_dir`), clearing a replaced run's files."""
+    _check_out_dir(path, overwrite)
     try:
         os.makedirs(path, exist_ok=True)
         probe = os.path.join(path, f".jaxpg-write-test-{os.getpid()}")
@@ -164,6 +172,7 @@ class RunPlan:
     seed: int
     done: int  # iterations already trained (restored from the checkpoint)
     out_dir: str
+    checkpoint_every: int | None = None  # iterations per chunk (None: one chunk to the end)
     info: dict | None = None  # run.json of a resumed run
 
 
@@ -206,21 +215,20 @@ def _new_plan(args) -> RunPlan:
     config_overrides, hparam_overrides = parse_overrides(cls, args.set or [])
     if args.total_steps is not None:
         config_overrides["total_steps"] = args.total_steps
+    if args.out:  # before building anything: a bad --out costs nothing
+        _check_out_dir(args.out, args.overwrite)
     try:
         trainer = jaxpg.make_train(args.algo, env=args.env, hparams=hparam_overrides, **config_overrides)
     except (ValueError, TypeError) as e:
         raise UsageError(str(e).splitlines()[0]) from None
-    every = max(1, trainer.num_iterations // 100)
     hparams = trainer.default_hparams
-    trainer = type(trainer)(dataclasses.replace(trainer.config, progress_every=every))
-    trainer.default_hparams = hparams
     if args.out:
         out_dir = _prepare_out_dir(args.out, args.overwrite)
     else:
         out_dir = _claim_new_run_dir(args.runs_dir, args.algo, args.env)
     seeds = 1 if args.seeds is None else args.seeds
     seed = 0 if args.seed is None else args.seed
-    return RunPlan(args.algo, trainer, hparams, seeds, seed, 0, out_dir)
+    return RunPlan(args.algo, trainer, hparams, seeds, seed, 0, out_dir, args.checkpoint_every)
 
 
 def _resume_plan(args) -> RunPlan:
@@ -265,7 +273,9 @@ def _resume_plan(args) -> RunPlan:
     trainer.default_hparams = hparams
     if notice:
         print(f"jaxpg: {notice}: {info['num_iterations']} -> {trainer.num_iterations} iterations", file=sys.stderr)
-    return RunPlan(algo, trainer, hparams, info["seeds"], info["seed"], info["iterations_done"], directory, info)
+    # A resumed run keeps checkpointing as it did unless told otherwise.
+    every = args.checkpoint_every if args.checkpoint_every is not None else info.get("checkpoint_every")
+    return RunPlan(algo, trainer, hparams, info["seeds"], info["seed"], info["iterations_done"], directory, every, info)
 
 
 def _merge(parts: list[dict]) -> dict:
@@ -284,6 +294,7 @@ def _run_info(plan: RunPlan, iterations_done: int) -> dict:
         "seed": plan.seed,
         "iterations_done": iterations_done,
         "num_iterations": plan.trainer.num_iterations,
+        "checkpoint_every": plan.checkpoint_every,
     }
 
 
@@ -294,20 +305,18 @@ def cmd_train(args) -> int:
 
     import jaxpg
     from jaxpg import checkpoint, progress
-    from jaxpg.algos.common import first_nonfinite
+    from jaxpg.algos.trainer import first_nonfinite
     from jaxpg.plotting import plot_learning_curves
 
     _enable_compilation_cache()
     plan = _resume_plan(args) if args.resume else _new_plan(args)
     trainer, seeds, out_dir, done = plan.trainer, plan.seeds, plan.out_dir, plan.done
     total = trainer.num_iterations
-    chunk = args.checkpoint_every or total
+    chunk = plan.checkpoint_every or total
     stop_at = total if args.stop_after is None else min(total, done + args.stop_after)
-    keys = jax.random.split(jax.random.key(plan.seed), seeds)
-    batched_hparams = jax.tree.map(lambda x: np.full((seeds,), x, np.float32), plan.hparams)
-
     start = time.perf_counter()
-    state = jax.jit(jax.vmap(trainer.init))(keys, batched_hparams)
+    # Seeds run as one vmapped sweep (sharded over devices when there are several).
+    state, batched_hparams = jaxpg.sweep.init(trainer, seeds, plan.hparams, key=jax.random.key(plan.seed))
     metrics_parts = []
     if done:
         try:
@@ -316,7 +325,7 @@ def cmd_train(args) -> int:
             raise UsageError(f"cannot resume {out_dir}: {e}") from None
         metrics_parts.append(old_metrics)
     saved_at = done if done else None
-    run_fns = {}  # one compiled program per chunk length
+    runners = {}  # one compiled program per chunk length
     compile_seconds = run_seconds = 0.0
     iterations_run = 0
     nonfinite = None
@@ -324,17 +333,16 @@ def cmd_train(args) -> int:
     print(f"jaxpg: {plan.algo} on {trainer.config.env}, {seeds} seed(s), {total} iterations "
           f"x {trainer.steps_per_iteration} steps -> {out_dir}", file=sys.stderr)
     try:
-        with progress.bar(total=total, desc=f"{plan.algo} {trainer.config.env}", offset=done):
+        with progress.bar(total=total, desc=f"{plan.algo} {trainer.config.env}", initial=done) as bar:
             while done < stop_at:
                 n = min(chunk, stop_at - done)
-                progress.set_offset(done)
                 t0 = time.perf_counter()
-                if n not in run_fns:
-                    lowered = jax.jit(jax.vmap(partial(trainer.run, num_iterations=n))).lower(state, batched_hparams)
-                    run_fns[n] = lowered.compile()
+                if n not in runners:
+                    runners[n] = jaxpg.sweep.runner(trainer, n, progress=bar.update,
+                                                    progress_every=max(1, total // 100)).compile(state, batched_hparams)
                     compile_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
-                result = run_fns[n](state, batched_hparams)
+                result = runners[n](state, batched_hparams)
                 chunk_metrics = jax.tree.map(np.asarray, result.metrics)  # waits for the chunk
                 run_seconds += time.perf_counter() - t0
                 nonfinite = first_nonfinite(chunk_metrics["finite"])
@@ -426,9 +434,7 @@ def cmd_eval(args) -> int:
         trainer = cls(checkpoint.config_from_dict(cls.Config, info["config"]))
         hparams = cls.HParams(**info["hparams"])
         seeds = info["seeds"]
-        keys = jax.random.split(jax.random.key(info["seed"]), seeds)
-        batched = jax.tree.map(lambda x: np.full((seeds,), x, np.float32), hparams)
-        state_like = jax.jit(jax.vmap(trainer.init))(keys, batched)
+        state_like, _ = jaxpg.sweep.init(trainer, seeds, hparams, key=jax.random.key(info["seed"]))
         state, metrics = checkpoint.restore(args.run_dir, state_like, info)
     except (checkpoint.CheckpointError, ValueError, TypeError) as e:
         raise UsageError(f"cannot evaluate {args.run_dir}: {str(e).splitlines()[0]}") from None

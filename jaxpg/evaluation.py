@@ -8,10 +8,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxpg import policies
 from jaxpg.algos import get_algorithm
-from jaxpg.algos.common import Result, normalize_obs
-from jaxpg.algos.episodes import collect_episodes, resolve_horizon
+from jaxpg.algos.common import normalize_obs, resolve_horizon
+from jaxpg.algos.rollout import collect_episodes, deterministic as deterministic_act, sampling
+from jaxpg.algos.trainer import Result
 from jaxpg.envs import VectorEnv
 
 
@@ -46,8 +46,8 @@ def policy_fn(result: Result, deterministic: bool = True) -> Callable:
         return policy(obs)
 
     if deterministic:
-        return lambda obs: policies.mode(checked(obs))
-    return lambda obs, key: policies.sample(checked(obs), key).action
+        return lambda obs: checked(obs).mode()
+    return lambda obs, key: checked(obs).sample_and_log_prob(key).action
 
 
 def evaluate(result: Result, key: jax.Array, num_episodes: int = 10, deterministic: bool = True) -> jax.Array:
@@ -63,14 +63,13 @@ def evaluate(result: Result, key: jax.Array, num_episodes: int = 10, determinist
     if batch_ndim:
         keys = jax.random.split(key, result.state.iteration.shape[0])
         return jax.vmap(lambda r, k: evaluate(r, k, num_episodes, deterministic))(result, keys)
-    config = result.config
-    horizon = resolve_horizon(config, trainer.env)
-    batch = collect_episodes(
-        VectorEnv(trainer.env, num_episodes),
-        _policy(result, trainer),
-        key,
-        horizon,
-        result.state.env_params,
-        deterministic=deterministic,
-    )
+    horizon = resolve_horizon(result.config, trainer.env)
+    policy = _policy(result, trainer)
+    act = deterministic_act(policy) if deterministic else sampling(policy)
+    env_params = result.state.env_params
+    # A run on one level per env copy is evaluated on its first level (pass a Result whose
+    # state holds the level you want for another).
+    if result.config.levels == "sampled":
+        env_params = jax.tree.map(lambda x: x[0], env_params)
+    batch = collect_episodes(VectorEnv(trainer.env, num_episodes), act, key, horizon, env_params)
     return batch.episode_returns

@@ -1,12 +1,14 @@
-"""Host-side progress bar fed from inside jitted training runs via ``jax.debug.callback``.
+"""A host-side progress bar that training runs report to through a callback.
 
-Training functions built with ``progress_every > 0`` call :func:`update` every that many
-iterations. Nothing is shown unless a bar is open::
+Trainers never import this module: a caller who wants progress passes a callback to
+``trainer.run(..., progress=bar.update, progress_every=k)`` (or ``sweep.run``), and the jitted run
+calls it on the host every ``k`` iterations through ``jax.debug.callback``::
 
-    with jaxpg.progress.bar(total=num_iterations):
-        result = jax.jit(train)(key, hparams)
+    with jaxpg.progress.bar(total=train.num_iterations) as bar:
+        result = jax.jit(lambda k, h: train(k, h, progress=bar.update, progress_every=10))(key, hp)
 
-Under ``vmap`` (seed sweeps) each member reports; the bar shows the furthest iteration reached.
+Under ``vmap`` (seed sweeps) the callback receives every run's iteration; the bar shows the
+furthest one reached and the mean return.
 """
 
 from __future__ import annotations
@@ -14,45 +16,36 @@ from __future__ import annotations
 import contextlib
 import math
 
-_active = None
+import numpy as np
 
 
-class _Bar:
-    def __init__(self, total: int, desc: str, offset: int = 0):
+class Bar:
+    """A tqdm bar whose ``update(iteration, episode_return)`` is a progress callback."""
+
+    def __init__(self, total: int, desc: str = "train", initial: int = 0):
         from tqdm.auto import tqdm
 
-        self.offset = offset
-        self.done = offset
-        self.tqdm = tqdm(total=total, initial=offset, desc=desc, unit="it", dynamic_ncols=True)
+        self.done = initial
+        self.tqdm = tqdm(total=total, initial=initial, desc=desc, unit="it", dynamic_ncols=True)
 
-    def update(self, iteration, episode_return):
-        iteration = self.offset + int(iteration)
+    def update(self, iteration, episode_return) -> None:
+        iteration = int(np.max(iteration))  # absolute iteration; batched under vmap
         if iteration > self.done:
             self.tqdm.update(iteration - self.done)
             self.done = iteration
-        value = float(episode_return.mean()) if hasattr(episode_return, "mean") else float(episode_return)
+        value = float(np.nanmean(episode_return)) if np.any(np.isfinite(episode_return)) else math.nan
         if math.isfinite(value):
             self.tqdm.set_postfix(episode_return=f"{value:.1f}", refresh=False)
 
+    def close(self) -> None:
+        self.tqdm.close()
+
 
 @contextlib.contextmanager
-def bar(total: int, desc: str = "train", offset: int = 0):
-    """Open a progress bar for the jitted runs inside the block; ``offset`` for resumed runs."""
-    global _active
-    previous, _active = _active, _Bar(total, desc, offset)
+def bar(total: int, desc: str = "train", initial: int = 0):
+    """A :class:`Bar` for the block; ``initial``: iterations already done (resumed runs)."""
+    progress_bar = Bar(total, desc, initial)
     try:
-        yield _active
+        yield progress_bar
     finally:
-        _active.tqdm.close()
-        _active = previous
-
-
-def set_offset(offset: int) -> None:
-    """Iterations already done before the next jitted call (chunked or resumed training)."""
-    if _active is not None:
-        _active.offset = offset
-
-
-def update(iteration, episode_return) -> None:
-    if _active is not None:
-        _active.update(iteration, episode_return)
+        progress_bar.close()

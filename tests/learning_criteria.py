@@ -17,7 +17,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxpg
-from jaxpg.algos import PPO, Reinforce
+from jaxpg.algos import PPO, Reinforce, ppo_objective, reinforce_objective
 from jaxpg.envs.tabular import exact_return
 
 
@@ -109,23 +109,14 @@ CRITERIA: dict[str, Criterion] = {
 
 
 def flipped_sign(trainer):
-    """The same trainer with the advantage (REINFORCE: the return) entering the loss negated."""
+    """The same trainer whose objective sees the advantage (REINFORCE: the return) negated."""
     if isinstance(trainer, PPO):
-
-        class FlippedPPO(type(trainer)):
-            def loss(self, params, hparams, batch, advantages, targets):
-                return super().loss(params, hparams, batch, -advantages, targets)
-
-        flipped = FlippedPPO(trainer.config)
+        objective = lambda policy, values, batch, adv, tgt, hp: ppo_objective(policy, values, batch, -adv, tgt, hp)
     elif isinstance(trainer, Reinforce):
-
-        class FlippedReinforce(type(trainer)):
-            def loss(self, params, hparams, batch, returns):
-                return super().loss(params, hparams, batch, -returns)
-
-        flipped = FlippedReinforce(trainer.config)
+        objective = lambda policy, values, batch, returns, hp: reinforce_objective(policy, values, batch, -returns, hp)
     else:
         raise TypeError(f"no flipped variant for {type(trainer).__name__}")
+    flipped = type(trainer)(trainer.config, objective=objective)
     flipped.default_hparams = trainer.default_hparams
     return flipped
 

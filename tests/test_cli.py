@@ -169,7 +169,7 @@ def test_harpg_family_from_the_command_line(tmp_path, capsys):
     assert cli.main(["eval", run, "--episodes", "2"]) == 0
     assert "all seeds" in capsys.readouterr().out
     assert cli.main(["train", "n_harpg", "--env", "CartPole-v1", "--set", "method=pg"]) == 2
-    assert "cannot run method='pg'" in _error_line(capsys)
+    assert "unknown setting 'method'" in _error_line(capsys)
 
 
 # ---- bad input: one line, exit status 2, no traceback --------------------------------------------

@@ -311,7 +311,7 @@ def test_same_key_same_trajectory_different_key_differs():
 def test_permuted_observations_are_a_params_level_task():
     env = jaxpg.envs.make("permuted/CartPole-v1")
     key = jax.random.key(0)
-    params = env.random_params(jax.random.key(3))
+    params = env.sample_params(jax.random.key(3))
     perm = np.asarray(params.permutation)
     assert sorted(perm.tolist()) == [0, 1, 2, 3]
     _, obs = env.reset(key, params)
@@ -322,7 +322,7 @@ def test_permuted_observations_are_a_params_level_task():
     np.testing.assert_allclose(ts.obs, np.asarray(inner_ts.obs)[perm])
     assert float(ts.reward) == float(inner_ts.reward)
     # One permutation per copy, vmapped like seeds.
-    batched = jax.vmap(env.random_params)(jax.random.split(jax.random.key(5), 3))
+    batched = jax.vmap(env.sample_params)(jax.random.split(jax.random.key(5), 3))
     _, obs = VectorEnv(env, 3, batched_params=True).reset(key, batched)
     assert obs.shape == (3, 4)
 

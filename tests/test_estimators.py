@@ -3,14 +3,14 @@ against hand computations."""
 
 from functools import partial
 
-import distrax
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxpg import envs, estimators, optim
-from jaxpg.algos.episodes import collect_episodes
+from jaxpg import envs, estimators, optim, policies
+from jaxpg.algos.harpg import HARPG, NHARPG, NMPG, NPGIGT, PG
+from jaxpg.algos.rollout import collect_episodes, sampling
 from jaxpg.envs.tabular import exact_return
 
 GAMMA, HORIZON = 0.9, 4
@@ -25,14 +25,16 @@ def exact_objective(theta):
 
 
 def _score_fn(batch, baseline):
+    traj = batch.transitions
+
     def score_fn(theta):
-        log_probs = jnp.take_along_axis(jax.nn.log_softmax(batch.obs @ theta), batch.latent[..., None], -1)[..., 0]
+        log_probs = jnp.take_along_axis(jax.nn.log_softmax(traj.obs @ theta), traj.latent[..., None], -1)[..., 0]
         b = None
         if baseline:
             b = estimators.leave_one_out_baseline(
-                estimators.discounted_rewards_to_go(batch.reward, batch.mask, GAMMA), batch.mask
+                estimators.discounted_rewards_to_go(traj.reward, batch.mask, GAMMA), batch.mask
             )
-        return estimators.gpomdp_surrogate(log_probs, batch.reward, batch.mask, GAMMA, baseline=b)
+        return estimators.gpomdp_surrogate(log_probs, traj.reward, batch.mask, GAMMA, baseline=b)
 
     return score_fn
 
@@ -51,7 +53,7 @@ def _flipped_score_hvp(score_fn, theta, v):
 @partial(jax.jit, static_argnums=1)
 def _estimates(key, baseline_flag):
     batch = collect_episodes(
-        envs.VectorEnv(ENV, 20_000), lambda obs: distrax.Categorical(logits=obs @ THETA), key, HORIZON, MDP
+        envs.VectorEnv(ENV, 20_000), sampling(lambda obs: policies.Categorical(obs @ THETA)), key, HORIZON, MDP
     )
     score_fn = _score_fn(batch, baseline_flag)
     g, hv = estimators.gradient_and_hessian_vector_product(score_fn, THETA, VECTOR)
@@ -152,15 +154,15 @@ def test_normalized_step_uses_global_norm():
 
 def test_schedules_follow_the_paper_table():
     t = 6  # r_t = 2 / 8 = 0.25
-    assert float(estimators.step_size("n_harpg", 0.1, t)) == pytest.approx(0.025)
-    assert float(estimators.step_size("harpg", 0.1, t)) == pytest.approx(0.05)
-    assert float(estimators.step_size("pg", 1.0, t)) == pytest.approx(0.25 ** (2 / 3))
-    assert float(estimators.momentum_weight("n_pg_igt", 1.0, t)) == pytest.approx(0.25**0.8)
-    assert float(estimators.momentum_weight("n_mpg", 1.0, t)) == pytest.approx(0.25 ** (2 / 3))
-    assert float(estimators.momentum_weight("n_harpg", 1.0, 0)) == 1.0  # eta_0 = 1: no extrapolation
-    assert float(estimators.momentum_weight("pg", 1.0, t)) == 1.0
-    with pytest.raises(ValueError, match="valid choices: pg, n_mpg, n_pg_igt, harpg, n_harpg"):
-        estimators.step_size("storm", 0.1, 0)
+    assert float(NHARPG.step_size(0.1, t)) == pytest.approx(0.025)
+    assert float(HARPG.step_size(0.1, t)) == pytest.approx(0.05)
+    assert float(PG.step_size(1.0, t)) == pytest.approx(0.25 ** (2 / 3))
+    assert float(NPGIGT.momentum_weight(1.0, t)) == pytest.approx(0.25**0.8)
+    assert float(NMPG.momentum_weight(1.0, t)) == pytest.approx(0.25 ** (2 / 3))
+    assert float(NHARPG.momentum_weight(1.0, 0)) == 1.0  # eta_0 = 1: no extrapolation
+    assert float(NHARPG.momentum_weight(10.0, 3)) == 1.0  # capped at 1
+    assert float(PG.momentum_weight(1.0, t)) == 1.0
+    assert float(estimators.power_schedule(3.0, 2, 1.0)) == pytest.approx(1.5)
 
 
 def test_igt_two_steps_by_hand():

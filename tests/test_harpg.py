@@ -18,8 +18,9 @@ def _leaves(tree):
 def test_methods_are_registered_and_validated():
     for method in METHODS:
         train = jaxpg.make_train(method, env="CartPole-v1", num_envs=2, horizon=20, total_steps=2 * 2 * 20)
-        assert train.algo == method and train.config.method == method
-    with pytest.raises(ValueError, match="cannot run method='harpg'"):
+        assert train.algo == method and type(train) is jaxpg.algos.ALGORITHMS[method]
+        assert isinstance(train, jaxpg.algos.PolicyGradientFamily)
+    with pytest.raises(ValueError, match="unknown option 'method'"):
         jaxpg.make_train("pg", env="CartPole-v1", method="harpg")
     with pytest.raises(ValueError, match="valid choices: leave_one_out, none"):
         jaxpg.make_train("n_harpg", env="CartPole-v1", baseline="linear")

@@ -58,15 +58,15 @@ class ReturnsTest(chex.TestCase):
         # returns = A + values = [4.0, 3.75, 3.0, 2.0].
         # Cross-check t=1 as a lambda-return: 2 + 0.5 * (0.5 * 4 + 0.5 * 3) = 3.75.
         fn = self.variant(gae)
-        adv, ret = fn(REWARDS, VALUES, NEXT_VALUES, TERMINATED, TRUNCATED, gamma=0.5, lam=0.5)
+        adv, ret = fn(REWARDS, VALUES, NEXT_VALUES, terminated=TERMINATED, truncated=TRUNCATED, gamma=0.5, lam=0.5)
         np.testing.assert_allclose(adv, [3.0, 1.75, -1.0, 1.0], atol=ATOL)
         np.testing.assert_allclose(ret, [4.0, 3.75, 3.0, 2.0], atol=ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_gae_accepts_float_flags(self):
         fn = self.variant(gae)
-        adv, _ = fn(REWARDS, VALUES, NEXT_VALUES, TERMINATED.astype(np.float32),
-                    TRUNCATED.astype(np.float32), gamma=0.5, lam=0.5)
+        adv, _ = fn(REWARDS, VALUES, NEXT_VALUES, terminated=TERMINATED.astype(np.float32),
+                    truncated=TRUNCATED.astype(np.float32), gamma=0.5, lam=0.5)
         np.testing.assert_allclose(adv, [3.0, 1.75, -1.0, 1.0], atol=ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -77,7 +77,7 @@ class ReturnsTest(chex.TestCase):
         #   G_1 = 2 + 0.5 * G_2           = 3.5
         #   G_0 = 1 + 0.5 * next_values_0 = 1 + 0.5 * 6 = 4.0   (truncated: bootstrap, not G_1)
         fn = self.variant(discounted_returns)
-        ret = fn(REWARDS, TERMINATED, TRUNCATED, NEXT_VALUES, gamma=0.5)
+        ret = fn(REWARDS, NEXT_VALUES, terminated=TERMINATED, truncated=TRUNCATED, gamma=0.5)
         np.testing.assert_allclose(ret, [4.0, 3.5, 3.0, 2.0], atol=ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -85,7 +85,7 @@ class ReturnsTest(chex.TestCase):
         # next_values = 0 gives the plain truncated-horizon Monte-Carlo return:
         #   G_3 = 1;  G_2 = 3;  G_1 = 2 + 0.5 * 3 = 3.5;  G_0 = 1 (episode boundary).
         fn = self.variant(discounted_returns)
-        ret = fn(REWARDS, TERMINATED, TRUNCATED, np.zeros(4, np.float32), gamma=0.5)
+        ret = fn(REWARDS, np.zeros(4, np.float32), terminated=TERMINATED, truncated=TRUNCATED, gamma=0.5)
         np.testing.assert_allclose(ret, [1.0, 3.5, 3.0, 1.0], atol=ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -94,12 +94,12 @@ class ReturnsTest(chex.TestCase):
         #   G_2 = 1 + 0.9 * 10 = 10.0;  G_1 = 1 + 0.9 * 10 = 10.0;  G_0 = 1 + 0.9 * 10 = 10.0
         fn = self.variant(discounted_returns)
         no = np.zeros(3, bool)
-        ret = fn(np.ones(3, np.float32), no, no, np.full(3, 10.0, np.float32), gamma=0.9)
+        ret = fn(np.ones(3, np.float32), np.full(3, 10.0, np.float32), terminated=no, truncated=no, gamma=0.9)
         np.testing.assert_allclose(ret, [10.0, 10.0, 10.0], atol=1e-4)
         # Terminating at the last step removes the bootstrap:
         #   G_2 = 1;  G_1 = 1 + 0.9 = 1.9;  G_0 = 1 + 0.9 * 1.9 = 2.71
         term = np.array([False, False, True])
-        ret = fn(np.ones(3, np.float32), term, no, np.full(3, 10.0, np.float32), gamma=0.9)
+        ret = fn(np.ones(3, np.float32), np.full(3, 10.0, np.float32), terminated=term, truncated=no, gamma=0.9)
         np.testing.assert_allclose(ret, [2.71, 1.9, 1.0], atol=ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
@@ -108,14 +108,14 @@ class ReturnsTest(chex.TestCase):
         rewards, values, next_values, terminated, truncated = _random_segment(seed, (12, 3))
         gae_fn = self.variant(functools.partial(gae, lam=1.0))
         dr_fn = self.variant(discounted_returns)
-        _, gae_returns = gae_fn(rewards, values, next_values, terminated, truncated, gamma=0.9)
-        returns = dr_fn(rewards, terminated, truncated, next_values, gamma=0.9)
+        _, gae_returns = gae_fn(rewards, values, next_values, terminated=terminated, truncated=truncated, gamma=0.9)
+        returns = dr_fn(rewards, next_values, terminated=terminated, truncated=truncated, gamma=0.9)
         np.testing.assert_allclose(returns, gae_returns, atol=1e-4)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_gae_lambda_zero_is_td_error(self):
         rewards, values, next_values, terminated, truncated = _random_segment(3, (10, 2))
-        adv, ret = self.variant(gae)(rewards, values, next_values, terminated, truncated,
+        adv, ret = self.variant(gae)(rewards, values, next_values, terminated=terminated, truncated=truncated,
                                      gamma=0.9, lam=0.0)
         td = rewards + 0.9 * np.where(terminated, 0.0, next_values) - values
         np.testing.assert_allclose(adv, td, atol=ATOL)
@@ -125,40 +125,46 @@ class ReturnsTest(chex.TestCase):
     def test_gae_batch_axis_matches_columns(self):
         rewards, values, next_values, terminated, truncated = _random_segment(4, (9, 3))
         fn = self.variant(functools.partial(gae, gamma=0.95, lam=0.8))
-        adv, ret = fn(rewards, values, next_values, terminated, truncated)
+        adv, ret = fn(rewards, values, next_values, terminated=terminated, truncated=truncated)
         chex.assert_shape([adv, ret], (9, 3))
         for n in range(3):
-            adv_n, ret_n = fn(rewards[:, n], values[:, n], next_values[:, n], terminated[:, n],
-                              truncated[:, n])
+            adv_n, ret_n = fn(rewards[:, n], values[:, n], next_values[:, n], terminated=terminated[:, n],
+                              truncated=truncated[:, n])
             np.testing.assert_allclose(adv[:, n], adv_n, atol=ATOL)
             np.testing.assert_allclose(ret[:, n], ret_n, atol=ATOL)
 
     def test_traced_gamma_and_lam(self):
-        args = _random_segment(5, (8, 2))
-        eager_adv, eager_ret = gae(*args, gamma=0.9, lam=0.7)
-        jitted = jax.jit(lambda g, l: gae(*args, gamma=g, lam=l))
+        rewards, values, next_values, terminated, truncated = _random_segment(5, (8, 2))
+        args = (rewards, values, next_values)
+        flags = dict(terminated=terminated, truncated=truncated)
+        eager_adv, eager_ret = gae(*args, **flags, gamma=0.9, lam=0.7)
+        jitted = jax.jit(lambda g, l: gae(*args, **flags, gamma=g, lam=l))
         adv, ret = jitted(jnp.float32(0.9), jnp.float32(0.7))
         np.testing.assert_allclose(adv, eager_adv, atol=ATOL)
         np.testing.assert_allclose(ret, eager_ret, atol=ATOL)
 
-        rewards, _, next_values, terminated, truncated = args
-        dr = jax.jit(lambda g: discounted_returns(rewards, terminated, truncated, next_values,
-                                                  gamma=g))
+        dr = jax.jit(lambda g: discounted_returns(rewards, next_values, **flags, gamma=g))
         np.testing.assert_allclose(
-            dr(jnp.float32(0.9)),
-            discounted_returns(rewards, terminated, truncated, next_values, gamma=0.9), atol=ATOL)
+            dr(jnp.float32(0.9)), discounted_returns(rewards, next_values, **flags, gamma=0.9), atol=ATOL)
 
         # A vmapped hyperparameter sweep, as produced by a batched hyperparameter pytree.
         gammas = jnp.array([0.5, 0.9], jnp.float32)
         lams = jnp.array([0.5, 0.7], jnp.float32)
-        swept_adv, _ = jax.vmap(lambda g, l: gae(*args, gamma=g, lam=l))(gammas, lams)
+        swept_adv, _ = jax.vmap(lambda g, l: gae(*args, **flags, gamma=g, lam=l))(gammas, lams)
         for i in range(2):
-            expected, _ = gae(*args, gamma=float(gammas[i]), lam=float(lams[i]))
+            expected, _ = gae(*args, **flags, gamma=float(gammas[i]), lam=float(lams[i]))
             np.testing.assert_allclose(swept_adv[i], expected, atol=ATOL)
+
+    def test_boundary_flags_are_keyword_only(self):
+        """All five arrays share one shape, so a positional swap would pass any shape check."""
+        with pytest.raises(TypeError):
+            gae(REWARDS, VALUES, NEXT_VALUES, TERMINATED, TRUNCATED, gamma=0.9, lam=0.9)
+        with pytest.raises(TypeError):
+            discounted_returns(REWARDS, TERMINATED, TRUNCATED, NEXT_VALUES, gamma=0.9)
 
     def test_shape_mismatch_raises(self):
         with pytest.raises(AssertionError):
-            gae(REWARDS, VALUES[:3], NEXT_VALUES, TERMINATED, TRUNCATED, gamma=0.9, lam=0.9)
+            gae(REWARDS, VALUES[:3], NEXT_VALUES, terminated=TERMINATED, truncated=TRUNCATED, gamma=0.9, lam=0.9)
 
 
 def _random_segment(seed, shape):
@@ -300,10 +306,12 @@ class ValueAndRegularizerTest(chex.TestCase):
     def test_value_loss_plain(self):
         # squared errors [1, 0, 9] -> 0.5 * 10 / 3
         fn = self.variant(value_loss)
-        np.testing.assert_allclose(fn(self.VALUES, self.TARGETS), 5.0 / 3, atol=ATOL)
+        loss, aux = fn(self.VALUES, self.TARGETS)
+        np.testing.assert_allclose(loss, 5.0 / 3, atol=ATOL)
+        assert float(aux["clip_fraction"]) == 0.0
         # mask [1, 1, 0] -> 0.5 * (1 + 0) / 2
         mask = np.array([1.0, 1.0, 0.0], np.float32)
-        np.testing.assert_allclose(fn(self.VALUES, self.TARGETS, mask=mask), 0.25, atol=ATOL)
+        np.testing.assert_allclose(fn(self.VALUES, self.TARGETS, mask=mask)[0], 0.25, atol=ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_value_loss_clipped(self):
@@ -311,17 +319,19 @@ class ValueAndRegularizerTest(chex.TestCase):
         # v_clip = [0.7, 2.3, 1.2]; (v_clip - targets)^2 = [1.69, 0.09, 1.44]
         # max with unclipped [1, 0, 9] = [1.69, 0.09, 9] -> 0.5 * 10.78 / 3
         fn = self.variant(value_loss)
-        loss = fn(self.VALUES, self.TARGETS, old_values=self.OLD_VALUES, clip_eps=0.2)
+        loss, aux = fn(self.VALUES, self.TARGETS, old_values=self.OLD_VALUES, clip_eps=0.2)
         np.testing.assert_allclose(loss, 0.5 * 10.78 / 3, atol=ATOL)
+        np.testing.assert_allclose(aux["clip_fraction"], 2.0 / 3, atol=ATOL)  # entries 0 and 1 clipped
         # mask [1, 1, 0] -> 0.5 * (1.69 + 0.09) / 2
         mask = np.array([True, True, False])
-        loss = fn(self.VALUES, self.TARGETS, old_values=self.OLD_VALUES, clip_eps=0.2, mask=mask)
+        loss, aux = fn(self.VALUES, self.TARGETS, old_values=self.OLD_VALUES, clip_eps=0.2, mask=mask)
         np.testing.assert_allclose(loss, 0.445, atol=ATOL)
+        np.testing.assert_allclose(aux["clip_fraction"], 1.0, atol=ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_value_loss_gradients(self):
         # Plain: d/dv 0.5 * mean((v - t)^2) = (v - t) / 3 = [-1, 0, 3] / 3; targets get none.
-        fn = self.variant(jax.grad(value_loss, argnums=(0, 1)))
+        fn = self.variant(jax.grad(lambda v, t: value_loss(v, t)[0], argnums=(0, 1)))
         g_values, g_targets = fn(self.VALUES, self.TARGETS)
         np.testing.assert_allclose(g_values, np.array([-1.0, 0.0, 3.0]) / 3, atol=ATOL)
         np.testing.assert_array_equal(g_targets, np.zeros(3))
@@ -336,8 +346,10 @@ class ValueAndRegularizerTest(chex.TestCase):
     def test_entropy_loss(self):
         fn = self.variant(entropy_loss)
         entropies = np.array([1.0, 2.0, 6.0], np.float32)
-        np.testing.assert_allclose(fn(entropies), -3.0, atol=ATOL)
-        np.testing.assert_allclose(fn(entropies, np.array([1.0, 1.0, 0.0])), -1.5, atol=ATOL)
+        loss, aux = fn(entropies)
+        np.testing.assert_allclose(loss, -3.0, atol=ATOL)
+        np.testing.assert_allclose(aux["entropy"], 3.0, atol=ATOL)
+        np.testing.assert_allclose(fn(entropies, np.array([1.0, 1.0, 0.0]))[0], -1.5, atol=ATOL)
 
     @chex.variants(with_jit=True, without_jit=True)
     def test_masked_mean(self):

@@ -78,7 +78,7 @@ def test_one_nap_sgd_step_equals_hand_computation():
     b = jnp.array([1.0, -1.0])
     params = {"NormalizedDense_0": {"kernel": W}, "Dense_1": {"bias": b}}
     grads = {"NormalizedDense_0": {"kernel": jnp.array([[1.0, 2.0], [0.0, -2.0]])}, "Dense_1": {"bias": jnp.array([0.5, 0.5])}}
-    tx = optim.nap(optax.sgd(0.5))  # default mask: kernels of NormalizedDense layers
+    tx = optim.nap(optax.sgd(0.5), mask=jaxpg.nets.normalized_kernels_mask)  # the network supplies the mask
     updates, _ = tx.update(grads, tx.init(params), params)
     new = optax.apply_updates(params, updates)
     # W - 0.5 g = [[2.5, -1], [0, 5]], norm sqrt(6.25 + 1 + 25) = sqrt(32.25); rescaled to norm 5.
@@ -96,7 +96,7 @@ def test_one_nap_sgd_step_equals_hand_computation():
     ],
 )
 def test_nap_composes_with_optimizers_and_schedules(inner):
-    net = jaxpg.nets.ActorCritic(jaxpg.envs.Discrete(3), normalization="layer_norm")
+    net = jaxpg.nets.ActorCritic(head=jaxpg.policies.policy_head(jaxpg.envs.Discrete(3)), normalization="layer_norm")
     x = jax.random.normal(jax.random.key(0), (16, 4))
     params = net.init(jax.random.key(1), x)
 
@@ -104,8 +104,9 @@ def test_nap_composes_with_optimizers_and_schedules(inner):
         dist, value = net.apply(p, x)
         return -dist.log_prob(jnp.zeros(16, jnp.int32)).mean() + ((value - 10.0) ** 2).mean()
 
-    tx = jax.jit(lambda g, s, p: optim.nap(inner).update(g, s, p))
-    state = optim.nap(inner).init(params)
+    mask = jaxpg.nets.normalized_kernels_mask
+    tx = jax.jit(lambda g, s, p: optim.nap(inner, mask).update(g, s, p))
+    state = optim.nap(inner, mask).init(params)
     initial = optim.weight_norms(params)
     first_loss = float(loss(params))
     for _ in range(10):
@@ -149,9 +150,9 @@ def test_nap_errors_and_metrics_in_training():
     with pytest.raises(ValueError, match="valid choices: none, layer_norm, rms_norm"):
         jaxpg.make_train("ppo", env="CartPole-v1", normalization="batch_norm")
     with pytest.raises(ValueError, match="no leaf to project"):
-        optim.nap(optax.sgd(0.1)).init({"Dense_0": {"kernel": jnp.ones((2, 2))}})
+        optim.nap(optax.sgd(0.1), jaxpg.nets.normalized_kernels_mask).init({"Dense_0": {"kernel": jnp.ones((2, 2))}})
     with pytest.raises(ValueError, match="needs params"):
-        tx = optim.nap(optax.sgd(0.1))
+        tx = optim.nap(optax.sgd(0.1), jaxpg.nets.normalized_kernels_mask)
         tx.update({"NormalizedDense_0": {"kernel": jnp.ones((2, 2))}},
                   tx.init({"NormalizedDense_0": {"kernel": jnp.ones((2, 2))}}))
     train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=3 * 512, normalization="layer_norm", nap=True)

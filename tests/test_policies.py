@@ -1,4 +1,5 @@
-"""Action distributions, the latent -> action decoding, and the policy heads.
+"""Policy objects (latent sampling and scoring, decoding, mode, entropy), mixtures and decoded
+policies, and the policy heads.
 
 The tanh-Gaussian log-density is checked three independent ways: against the change-of-variables
 formula written out with scipy, against distrax's own ``log_prob`` of the decoded action (where
@@ -21,6 +22,11 @@ from jaxpg.envs import Box, Discrete
 from jaxpg.policies import CategoricalHead, GaussianHead, policy_head
 
 
+def tanh_gaussian(mu, std, low, high) -> policies.SquashedGaussian:
+    f32 = lambda x: jnp.asarray(x, jnp.float32)
+    return policies.SquashedGaussian(f32(mu), f32(std), f32(low), f32(high))
+
+
 def _log_det_tanh(u):
     """log(1 - tanh(u)^2) in float64, stable for large |u|: 2 * (log 2 - |u| - log1p(exp(-2|u|)))."""
     u = np.abs(np.asarray(u, np.float64))
@@ -38,15 +44,18 @@ def _hand_log_prob(u, mu, std, low, high):
 @jax.jit
 def _tg_log_prob(mu, std, low, high, u):
     """log_prob of each row of ``u`` under one tanh-Gaussian (one compile per shape)."""
-    dist = policies.tanh_gaussian(mu, std, low, high)
-    return jax.vmap(lambda x: policies.log_prob(dist, x))(u)
+    dist = tanh_gaussian(mu, std, low, high)
+    return jax.vmap(lambda x: dist.log_prob(x))(u)
 
 
 @jax.jit
 def _tg_decode_and_distrax_log_prob(mu, std, low, high, u):
-    dist = policies.tanh_gaussian(mu, std, low, high)
-    actions = jax.vmap(lambda x: policies.decode(dist, x))(u)
-    return actions, jax.vmap(dist.log_prob)(actions)
+    dist = tanh_gaussian(mu, std, low, high)
+    actions = jax.vmap(dist.decode)(u)
+    # An independent route: distrax's own Transformed distribution, scoring the *action* (it
+    # inverts the squash), where jaxpg scores the latent.
+    transformed = distrax.Transformed(distrax.MultivariateNormalDiag(mu, std), dist._squash())
+    return actions, jax.vmap(transformed.log_prob)(actions)
 
 
 def _f32(*xs):
@@ -99,9 +108,9 @@ def test_tanh_gaussian_density_integrates_to_one_over_the_box(low, high, mu, std
     # The first moment agrees with sampling (independent of the density code).
     quad_mean = np.trapezoid(a * density, a)
     samples = jax.jit(
-        lambda key, mu, std, low, high: policies.sample(
-            policies.tanh_gaussian(jnp.full((20_000, 1), mu), jnp.full((20_000, 1), std), low, high), key
-        ).action[:, 0]
+        lambda key, mu, std, low, high: tanh_gaussian(
+            jnp.full((20_000, 1), mu), jnp.full((20_000, 1), std), low, high
+        ).sample_and_log_prob(key).action[:, 0]
     )(jax.random.PRNGKey(0), *_f32(mu, std, low, high))
     stderr = np.std(samples) / np.sqrt(samples.size)
     assert abs(float(np.mean(samples)) - quad_mean) < 4 * stderr + 1e-3
@@ -124,7 +133,7 @@ def test_tanh_gaussian_batched_parameters():
     mu = jnp.array([[0.0, 1.0], [-1.0, 0.5], [2.0, -2.0]])
     std = jnp.array([[1.0, 0.5], [0.3, 2.0], [1.0, 1.0]])
     u = jnp.array([[0.2, -0.1], [0.0, 3.0], [-1.0, 1.0]])
-    got = jax.jit(lambda mu, std, u: policies.log_prob(policies.tanh_gaussian(mu, std, [-1.0, -3.0], [1.0, 3.0]), u))(
+    got = jax.jit(lambda mu, std, u: tanh_gaussian(mu, std, [-1.0, -3.0], [1.0, 3.0]).log_prob(u))(
         mu, std, u
     )
     assert got.shape == (3,)
@@ -142,9 +151,9 @@ def test_tanh_gaussian_sample_in_box_and_scored_from_latent():
 
     @jax.jit
     def sample_and_rescore(key):
-        dist = policies.tanh_gaussian(mu, std, low, high)
-        s = policies.sample(dist, key)
-        return s, policies.log_prob(dist, s.latent)
+        dist = tanh_gaussian(mu, std, low, high)
+        s = dist.sample_and_log_prob(key)
+        return s, dist.log_prob(s.latent)
 
     s, rescored = sample_and_rescore(jax.random.PRNGKey(1))
     assert s.latent.shape == s.action.shape == (4096, 2) and s.log_prob.shape == (4096,)
@@ -162,71 +171,70 @@ def test_tanh_gaussian_sample_in_box_and_scored_from_latent():
 def test_mode_is_decoded_mean():
     mu, std = jnp.array([0.4, -2.0]), jnp.array([0.1, 5.0])
     low, high = np.array([-2.0, 1.0]), np.array([2.0, 5.0])
-    dist = policies.tanh_gaussian(mu, std, low, high)
+    dist = tanh_gaussian(mu, std, low, high)
     expected = (high + low) / 2 + (high - low) / 2 * np.tanh(np.asarray(mu))
-    np.testing.assert_allclose(policies.mode(dist), expected, rtol=1e-6)
-    m = policies.mode_sample(dist)
+    np.testing.assert_allclose(dist.mode(), expected, rtol=1e-6)
+    m = dist.mode_sample()
     np.testing.assert_allclose(m.latent, mu)
     np.testing.assert_allclose(m.action, expected, rtol=1e-6)
     np.testing.assert_allclose(m.log_prob, _hand_log_prob(mu, mu, std, low, high), rtol=1e-5)
     # Unsquashed Gaussian: the mode is the mean itself.
-    np.testing.assert_allclose(policies.mode(distrax.MultivariateNormalDiag(mu, std)), mu)
+    np.testing.assert_allclose(policies.Gaussian(mu, std).mode(), mu)
 
 
-# distrax.MultivariateNormalDiag subclasses distrax.Transformed (standard normal pushed through an
-# affine bijector). These tests pin that a plain Gaussian is *not* treated as squashed: its latent is
-# the action, re-scoring under new parameters sees the new mean, and its entropy is its own.
+# A plain Gaussian is not squashed: its latent is the action, re-scoring under new parameters sees
+# the new mean, and its entropy is its own.
 MU = np.array([0.3, -1.0, 4.0], np.float32)
 STD = np.array([0.5, 2.0, 1.5], np.float32)
 
 
 def test_unsquashed_gaussian_sample_is_scored_correctly_under_its_own_parameters():
-    dist = distrax.MultivariateNormalDiag(jnp.asarray(MU), jnp.asarray(STD))
-    s = policies.sample(dist, jax.random.PRNGKey(0))
+    dist = policies.Gaussian(jnp.asarray(MU), jnp.asarray(STD))
+    s = dist.sample_and_log_prob(jax.random.PRNGKey(0))
     np.testing.assert_allclose(s.log_prob, scipy.stats.norm.logpdf(s.action, MU, STD).sum(), rtol=1e-5)
-    np.testing.assert_allclose(policies.decode(dist, s.latent), s.action, rtol=1e-6)
+    np.testing.assert_allclose(dist.decode(s.latent), s.action, rtol=1e-6)
 
 
 def test_unsquashed_gaussian_latent_is_action():
-    dist = distrax.MultivariateNormalDiag(jnp.asarray(MU), jnp.asarray(STD))
-    s = policies.sample(dist, jax.random.PRNGKey(0))
+    dist = policies.Gaussian(jnp.asarray(MU), jnp.asarray(STD))
+    s = dist.sample_and_log_prob(jax.random.PRNGKey(0))
     np.testing.assert_array_equal(s.latent, s.action)
 
 
 def test_unsquashed_gaussian_rescoring_uses_new_parameters():
     """What PPO / REINFORCE do: score the stored latent under the updated policy."""
-    old = distrax.MultivariateNormalDiag(jnp.asarray(MU), jnp.asarray(STD))
-    s = policies.sample(old, jax.random.PRNGKey(0))
+    old = policies.Gaussian(jnp.asarray(MU), jnp.asarray(STD))
+    s = old.sample_and_log_prob(jax.random.PRNGKey(0))
     new_mu = MU + np.array([1.0, -0.5, 0.25], np.float32)
-    new = distrax.MultivariateNormalDiag(jnp.asarray(new_mu), jnp.asarray(STD))
+    new = policies.Gaussian(jnp.asarray(new_mu), jnp.asarray(STD))
     np.testing.assert_allclose(
-        policies.log_prob(new, s.latent), scipy.stats.norm.logpdf(s.action, new_mu, STD).sum(), rtol=1e-5
+        new.log_prob(s.latent), scipy.stats.norm.logpdf(s.action, new_mu, STD).sum(), rtol=1e-5
     )
     # The policy gradient w.r.t. the mean is (a - mu) / std^2, not zero.
-    grad = jax.grad(lambda m: policies.log_prob(distrax.MultivariateNormalDiag(m, jnp.asarray(STD)), s.latent))(
+    grad = jax.grad(lambda m: policies.Gaussian(m, jnp.asarray(STD)).log_prob(s.latent))(
         jnp.asarray(MU)
     )
     np.testing.assert_allclose(grad, (np.asarray(s.action) - MU) / STD**2, rtol=1e-4)
 
 
 def test_unsquashed_gaussian_entropy():
-    dist = distrax.MultivariateNormalDiag(jnp.asarray(MU), jnp.asarray(STD))
-    np.testing.assert_allclose(policies.entropy(dist), scipy.stats.norm(MU, STD).entropy().sum(), rtol=1e-5)
+    dist = policies.Gaussian(jnp.asarray(MU), jnp.asarray(STD))
+    np.testing.assert_allclose(dist.entropy(), scipy.stats.norm(MU, STD).entropy().sum(), rtol=1e-5)
 
 
 def test_categorical_latent_is_action_and_log_prob_is_log_softmax():
     logits = np.array([1.0, -0.5, 2.0, 0.0], np.float32)
     n = 20_000
-    dist = distrax.Categorical(logits=jnp.tile(logits, (n, 1)))
-    s = jax.jit(policies.sample)(dist, jax.random.PRNGKey(3))
+    dist = policies.Categorical(jnp.tile(logits, (n, 1)))
+    s = jax.jit(lambda d, k: d.sample_and_log_prob(k))(dist, jax.random.PRNGKey(3))
     np.testing.assert_array_equal(s.latent, s.action)
     assert s.action.shape == (n,) and jnp.issubdtype(s.action.dtype, jnp.integer)
     log_softmax = scipy.special.log_softmax(logits.astype(np.float64))
     np.testing.assert_allclose(s.log_prob, log_softmax[np.asarray(s.action)], rtol=1e-5)
     freq = np.bincount(np.asarray(s.action), minlength=4) / n
     np.testing.assert_allclose(freq, np.exp(log_softmax), atol=0.015)
-    assert int(policies.mode(distrax.Categorical(logits=logits))) == 2
-    m = policies.mode_sample(distrax.Categorical(logits=logits))
+    assert int(policies.Categorical(logits).mode()) == 2
+    m = policies.Categorical(logits).mode_sample()
     assert int(m.latent) == int(m.action) == 2
     np.testing.assert_allclose(m.log_prob, log_softmax[2], rtol=1e-5)
 
@@ -234,11 +242,11 @@ def test_categorical_latent_is_action_and_log_prob_is_log_softmax():
 def test_entropy():
     logits = np.array([1.0, -0.5, 2.0])
     p = scipy.special.softmax(logits)
-    np.testing.assert_allclose(policies.entropy(distrax.Categorical(logits=logits)), -(p * np.log(p)).sum(), rtol=1e-5)
+    np.testing.assert_allclose(policies.Categorical(logits).entropy(), -(p * np.log(p)).sum(), rtol=1e-5)
     std = np.array([0.5, 2.0])
     latent_entropy = (0.5 * np.log(2 * np.pi * np.e * std**2)).sum()
     np.testing.assert_allclose(
-        policies.entropy(policies.tanh_gaussian(jnp.zeros(2), jnp.asarray(std), [-1, -1], [1, 1])), latent_entropy, rtol=1e-5
+        tanh_gaussian(jnp.zeros(2), jnp.asarray(std), [-1, -1], [1, 1]).entropy(), latent_entropy, rtol=1e-5
     )
 
 
@@ -256,8 +264,8 @@ def test_categorical_head_is_near_uniform_at_init():
     assert isinstance(head, CategoricalHead)
     x = _features()
     params = jax.jit(head.init)(jax.random.PRNGKey(0), x)
-    assert isinstance(head.apply(params, x[:1]), distrax.Categorical)
-    probs = np.asarray(jax.jit(lambda p, x: head.apply(p, x).probs)(params, x))
+    assert isinstance(head.apply(params, x[:1]), policies.Categorical)
+    probs = np.asarray(jax.jit(lambda p, x: jax.nn.softmax(head.apply(p, x).logits))(params, x))
     assert probs.shape == (6, 3)
     np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-6)
     np.testing.assert_allclose(probs, 1.0 / 3.0, atol=0.01)
@@ -271,12 +279,12 @@ def test_bounded_box_head_is_tanh_gaussian():
     x = _features()
     params = jax.jit(head.init)(jax.random.PRNGKey(0), x)
     np.testing.assert_allclose(params["params"]["log_std"], [-0.5, -0.5])
-    assert type(head.apply(params, x[:1])) is policies.SquashedDistribution
+    assert type(head.apply(params, x[:1])) is policies.SquashedGaussian
 
     @jax.jit
     def run(params, x, key):
         dist = head.apply(params, x)
-        return dist.distribution.stddev(), policies.sample(dist, key), policies.mode(dist)
+        return dist.std, dist.sample_and_log_prob(key), dist.mode()
 
     stddev, s, mode = run(params, x, jax.random.PRNGKey(1))
     np.testing.assert_allclose(stddev, np.exp(-0.5), rtol=1e-6)
@@ -293,9 +301,9 @@ def test_unbounded_box_head_is_plain_gaussian(low, high):
     head = policy_head(spec)
     x = _features()
     dist = head.apply(head.init(jax.random.PRNGKey(0), x), x)
-    assert type(dist) is distrax.MultivariateNormalDiag
-    assert dist.event_shape == (3,) and dist.batch_shape == (6,)
-    np.testing.assert_allclose(dist.stddev(), 1.0)
+    assert type(dist) is policies.Gaussian
+    assert dist.mean.shape == (6, 3) and dist.log_prob(dist.mean).shape == (6,)
+    np.testing.assert_allclose(dist.std, 1.0)
 
 
 def test_invalid_std_mode_raises():
@@ -321,7 +329,7 @@ def test_state_dependent_std_starts_at_init_and_stays_in_range(init_log_std):
     x = _features()
     params = head.init(jax.random.PRNGKey(0), x)
     assert "log_std" not in params["params"]
-    std = lambda feats: np.asarray(head.apply(params, feats).distribution.stddev())
+    std = lambda feats: np.asarray(head.apply(params, feats).std)
     # Zero features: the log-std layer outputs exactly 0 (zero bias), mapped to init_log_std.
     np.testing.assert_allclose(std(jnp.zeros((1, 16))), np.exp(init_log_std), rtol=1e-5)
     # Unit-norm features: the gain-0.01 layer barely moves it.
@@ -343,7 +351,7 @@ def test_state_dependent_std_starts_at_init_and_stays_in_range(init_log_std):
 
 
 def test_actor_critic_flattens_grid_observations():
-    net = jaxpg.nets.ActorCritic(Discrete(3), obs_ndim=3, hidden_sizes=(32,))
+    net = jaxpg.nets.ActorCritic(head=policy_head(Discrete(3)), obs_ndim=3, hidden_sizes=(32,))
     obs = jax.random.bernoulli(jax.random.PRNGKey(0), 0.2, (5, 10, 10, 4)).astype(jnp.float32)
     params = jax.jit(net.init)(jax.random.PRNGKey(1), obs)
 
@@ -371,3 +379,102 @@ def test_actor_critic_flattens_grid_observations():
     a = params["params"]["actor_torso"]["Dense_0"]["kernel"]
     c = params["params"]["critic_torso"]["Dense_0"]["kernel"]
     assert not np.allclose(a, c)
+
+
+# --------------------------------------------------------------------------------------------
+# New policy classes without touching the algorithms: a mixture and a decoded latent policy.
+
+
+def _two_gaussians():
+    # Two 2-D components (component axis before the event axis), weights softmax([0.3, -0.4]).
+    mean = jnp.array([[0.5, -1.0], [-2.0, 1.5]])
+    std = jnp.array([[0.4, 1.2], [0.8, 0.3]])
+    return policies.Mixture(policies.Gaussian(mean, std), jnp.array([0.3, -0.4]))
+
+
+def test_mixture_log_prob_is_a_manual_logsumexp():
+    mixture = _two_gaussians()
+    x = np.array([0.1, 0.7], np.float32)
+    w = scipy.special.softmax([0.3, -0.4])
+    mean, std = np.asarray(mixture.components.mean, np.float64), np.asarray(mixture.components.std, np.float64)
+    per_component = scipy.stats.norm.logpdf(x, mean, std).sum(-1)
+    expected = scipy.special.logsumexp(np.log(w) + per_component)
+    np.testing.assert_allclose(mixture.log_prob(x), expected, rtol=1e-5)
+    # Batched latents against batched mixtures (leading axes are batch axes).
+    batched = jax.tree.map(lambda a: jnp.stack([a, a, a]), mixture)
+    xs = jnp.stack([x, x + 1.0, x - 1.0])
+    got = jax.jit(lambda m, v: m.log_prob(v))(batched, xs)
+    for i in range(3):
+        per = scipy.stats.norm.logpdf(np.asarray(xs[i], np.float64), mean, std).sum(-1)
+        np.testing.assert_allclose(got[i], scipy.special.logsumexp(np.log(w) + per), rtol=1e-5)
+
+
+def test_mixture_of_squashed_experts_scores_latents_with_one_jacobian():
+    mean = jnp.array([[0.2], [-1.0]])
+    std = jnp.array([[0.5], [0.7]])
+    low, high = jnp.array([-2.0]), jnp.array([2.0])
+    mixture = policies.Mixture(policies.SquashedGaussian(mean, std, low, high), jnp.array([0.0, 1.0]))
+    u = np.array([0.4], np.float32)
+    w = scipy.special.softmax([0.0, 1.0])
+    per = [_hand_log_prob(u, np.asarray(mean[k]), np.asarray(std[k]), [-2.0], [2.0]) for k in range(2)]
+    np.testing.assert_allclose(mixture.log_prob(u), scipy.special.logsumexp(np.log(w) + np.array(per)), rtol=1e-5)
+    np.testing.assert_allclose(mixture.decode(u), 2.0 * np.tanh(0.4), rtol=1e-6)
+
+
+def test_mixture_sampling_mode_and_entropy():
+    mixture = _two_gaussians()
+    n = 40_000
+    batched = jax.tree.map(lambda a: jnp.broadcast_to(a, (n,) + a.shape), mixture)
+    s = jax.jit(lambda m, k: m.sample_and_log_prob(k))(batched, jax.random.key(0))
+    w = scipy.special.softmax([0.3, -0.4])
+    # The mixture mean and the first component's share (points nearer its mean).
+    expected_mean = w @ np.asarray(mixture.components.mean)
+    np.testing.assert_allclose(np.mean(s.latent, 0), expected_mean, atol=0.05)
+    np.testing.assert_allclose(s.log_prob, jax.vmap(mixture.log_prob)(s.latent), rtol=1e-5)
+    # Mode: the most probable component's mode (the PMOE paper's evaluation action).
+    np.testing.assert_allclose(mixture.mode(), mixture.components.mean[0])
+    # Entropy: the documented upper bound H(w) + sum_k w_k H_k, above the Monte-Carlo entropy.
+    component_entropy = scipy.stats.norm(np.asarray(mixture.components.std) * 0, np.asarray(mixture.components.std)).entropy().sum(-1)
+    np.testing.assert_allclose(mixture.entropy(), -(w * np.log(w)).sum() + (w * component_entropy).sum(), rtol=1e-5)
+    assert float(mixture.entropy()) >= float(-np.mean(s.log_prob)) - 0.02
+
+
+def test_mixture_of_categoricals():
+    logits = jnp.log(jnp.array([[0.7, 0.2, 0.1], [0.1, 0.1, 0.8]]))
+    mixture = policies.Mixture(policies.Categorical(logits), jnp.log(jnp.array([0.25, 0.75])))
+    marginal = 0.25 * np.array([0.7, 0.2, 0.1]) + 0.75 * np.array([0.1, 0.1, 0.8])
+    for a in range(3):
+        np.testing.assert_allclose(mixture.log_prob(jnp.int32(a)), np.log(marginal[a]), rtol=1e-5)
+    assert int(mixture.mode()) == 2  # the mode of the heavier component
+
+
+def test_decoded_policy_scores_the_latent_and_decodes_with_any_function():
+    latent_policy = policies.Gaussian(jnp.array([0.5, -0.5]), jnp.array([1.0, 2.0]))
+    decoded = policies.DecodedPolicy(latent_policy, lambda z: jnp.tanh(3.0 * z) + 1.0)
+    s = decoded.sample_and_log_prob(jax.random.key(4))
+    np.testing.assert_allclose(s.action, np.tanh(3.0 * np.asarray(s.latent)) + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(s.log_prob, latent_policy.log_prob(s.latent), rtol=1e-6)
+    np.testing.assert_allclose(decoded.mode(), np.tanh(3.0 * np.array([0.5, -0.5])) + 1.0, rtol=1e-6)
+    np.testing.assert_allclose(decoded.entropy(), latent_policy.entropy(), rtol=1e-6)
+
+
+def test_a_mixture_policy_trains_in_ppo_without_touching_the_algorithm():
+    """A head that returns a two-expert mixture plugs into PPO as is (the PMOE shape)."""
+    import flax.linen as nn
+
+    import jaxpg
+
+    class MixtureHead(nn.Module):
+        num_actions: int
+
+        @nn.compact
+        def __call__(self, features):
+            logits = nn.Dense(2 * self.num_actions)(features).reshape(features.shape[:-1] + (2, self.num_actions))
+            return policies.Mixture(policies.Categorical(logits), nn.Dense(2)(features))
+
+    train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=512)
+    train.network = train.network.clone(head=MixtureHead(2))
+    result = jax.jit(train)(jax.random.key(0))
+    jaxpg.check_finite(result)
+    assert "head" in result.params["params"] and result.params["params"]["head"]["Dense_1"]["kernel"].shape == (64, 2)
+

@@ -1,23 +1,25 @@
 """Algorithms under one contract: ``train = make_train(name, env=..., **overrides)``.
 
 ``result = jax.jit(train)(key, hparams)`` runs the whole training in one compiled ``lax.scan``.
+The protocol every trainer implements is in :mod:`jaxpg.algos.trainer`.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import inspect
 
-from jaxpg.algos.common import Result, Trainer, check_finite
-from jaxpg.algos.harpg import HARPG, HARPGConfig, HARPGHParams, trainer_for
-from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams
-from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams
+from jaxpg.algos.harpg import HARPG, METHODS, NHARPG, NMPG, NPGIGT, PG, HARPGConfig, HARPGHParams, PolicyGradientFamily
+from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
+from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams, reinforce_objective
+from jaxpg.algos.trainer import Result, Trainer, check_finite
 from jaxpg.algos.validation import validate
 
 ALGORITHMS: dict[str, type[Trainer]] = {
     "ppo": PPO,
     "reinforce": Reinforce,
-    # Fatkhullin et al. 2023: one trainer, one registry name per method.
-    **{method: trainer_for(method) for method in ("pg", "n_mpg", "n_pg_igt", "harpg", "n_harpg")},
+    # Fatkhullin et al. 2023: one class, one registry name per method.
+    **METHODS,
 }
 
 
@@ -27,11 +29,13 @@ def get_algorithm(name: str) -> type[Trainer]:
     return ALGORITHMS[name]
 
 
-def make_train(algo: str, env: str | None = None, hparams: dict | None = None, **overrides) -> Trainer:
+def make_train(algo: str, env: str | None = None, hparams: dict | None = None, objective=None,
+               **overrides) -> Trainer:
     """One-line entry point: ``make_train("ppo", env="CartPole-v1", total_steps=100_000)``.
 
     Keyword overrides may name fields of the algorithm's ``Config`` (static: network sizes, batch
     shapes, budget) or of its ``HParams`` (floats: they become ``train.default_hparams``).
+    ``objective`` replaces the algorithm's loss where it has one (PPO, REINFORCE).
     """
     cls = get_algorithm(algo)
     config_fields = {f.name for f in dataclasses.fields(cls.Config)}
@@ -52,7 +56,13 @@ def make_train(algo: str, env: str | None = None, hparams: dict | None = None, *
         raise ValueError(f"unknown hyperparameter {sorted(unknown)[0]!r} for {algo}; valid choices: {', '.join(sorted(hparam_fields))}")
     hparams = cls.HParams(**hparam_kwargs)
     validate(hparams)  # before building the trainer: a bad value fails fast, naming its range
-    trainer = cls(cls.Config(**config_kwargs))
+    extra = {}
+    if objective is not None:
+        if "objective" not in inspect.signature(cls.__init__).parameters:
+            with_objective = [name for name, c in ALGORITHMS.items() if "objective" in inspect.signature(c.__init__).parameters]
+            raise ValueError(f"{algo} takes no objective; algorithms with a replaceable objective: {', '.join(with_objective)}")
+        extra["objective"] = objective
+    trainer = cls(cls.Config(**config_kwargs), **extra)
     trainer.default_hparams = hparams
     return trainer
 
@@ -62,9 +72,14 @@ __all__ = [
     "HARPG",
     "HARPGConfig",
     "HARPGHParams",
+    "NHARPG",
+    "NMPG",
+    "NPGIGT",
+    "PG",
     "PPO",
     "PPOConfig",
     "PPOHParams",
+    "PolicyGradientFamily",
     "Reinforce",
     "ReinforceConfig",
     "ReinforceHParams",
@@ -73,5 +88,7 @@ __all__ = [
     "check_finite",
     "get_algorithm",
     "make_train",
+    "ppo_objective",
+    "reinforce_objective",
     "validate",
 ]

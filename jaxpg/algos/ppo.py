@@ -3,9 +3,15 @@
 Each iteration collects ``num_envs x num_steps`` transitions with the current policy, computes
 GAE(gamma, lambda) advantages (Schulman et al. 2016) with truncated episodes bootstrapped from
 their final observation, and takes ``update_epochs`` passes of ``num_minibatches`` Adam steps on
+the objective, by default
 
     L(theta) = -E[min(r A, clip(r, 1-eps, 1+eps) A)] + c_v L_V(theta) - c_H H[pi_theta],
-    r = pi_theta(a|s) / pi_old(a|s).
+    r = pi_theta(a|s) / pi_old(a|s)
+
+(:func:`ppo_objective`). The objective is a parameter of the trainer: any pure function with the
+same inputs (the policy and values the network gives on a minibatch, the minibatch, advantages,
+value targets and the hyperparameters) replaces it, e.g. a learned objective whose parameters
+travel in the hyperparameters.
 
 The whole run is one ``lax.scan`` over iterations; defaults are the CartPole settings of the
 PPO reference implementations (CleanRL, purejaxrl): 4 envs x 128 steps, 4 epochs x 4 minibatches,
@@ -15,15 +21,18 @@ PPO reference implementations (CleanRL, purejaxrl): 4 envs x 128 steps, 4 epochs
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxpg import losses, policies
+from jaxpg import losses
 from jaxpg.algos import common
+from jaxpg.algos.rollout import Transition, completed_returns_per_env, rollout
+from jaxpg.algos.trainer import Trainer, all_finite
 from jaxpg.algos.validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, bounded
 from jaxpg.nets import RunningStats, running_norm
 
@@ -42,7 +51,11 @@ class PPOConfig(common.BaseConfig):
 
 @struct.dataclass
 class PPOHParams:
-    """Float hyperparameters: a pytree argument of ``train``, so sweeps vmap over them."""
+    """Float hyperparameters: a pytree argument of ``train``, so sweeps vmap over them.
+
+    Subclass it to carry more (arrays or pytrees too, e.g. a learned objective's parameters):
+    the trainer reads only the fields below.
+    """
 
     learning_rate: float = bounded(2.5e-4, NONNEGATIVE)
     gamma: float = bounded(0.99, UNIT)
@@ -66,30 +79,53 @@ class PPOState:
     env_steps: jax.Array
     last_return: jax.Array
     last_length: jax.Array
+    last_return_per_env: jax.Array  # [num_envs]: the latest completed episode's return per copy
 
 
-@struct.dataclass
-class Transition:
-    obs: jax.Array  # raw observation the action was chosen from
-    latent: jax.Array
-    log_prob: jax.Array
-    value: jax.Array
-    reward: jax.Array
-    terminated: jax.Array
-    truncated: jax.Array
-    final_obs: jax.Array
-    episode_return: jax.Array
-    episode_length: jax.Array
+def ppo_objective(policy, values, batch: Transition, advantages, targets, hparams, *,
+                  normalize_advantages: bool = True, clip_value_loss: bool = True):
+    """PPO's loss on one minibatch: ``(total, diagnostics)``.
+
+    ``policy``/``values``: the network's outputs on ``batch.obs``; ``batch``: the minibatch of
+    transitions (``batch.extras["value"]``: the values it was collected with); ``advantages`` and
+    ``targets``: GAE advantages and lambda-returns for it.
+    """
+    log_prob = policy.log_prob(batch.latent)
+    if normalize_advantages:
+        advantages = losses.normalize_advantages(advantages)
+    policy_loss, aux = losses.ppo_clip(log_prob, batch.log_prob, advantages, clip_eps=hparams.clip_eps)
+    if clip_value_loss:
+        v_loss, _ = losses.value_loss(values, targets, old_values=batch.extras["value"], clip_eps=hparams.clip_eps)
+    else:
+        v_loss, _ = losses.value_loss(values, targets)
+    ent_loss, ent_aux = losses.entropy_loss(policy.entropy())
+    total = policy_loss + hparams.vf_coef * v_loss + hparams.ent_coef * ent_loss
+    return total, {
+        "loss": total,
+        "policy_loss": policy_loss,
+        "value_loss": v_loss,
+        "entropy": ent_aux["entropy"],
+        "approx_kl": aux["approx_kl"],
+        "clip_fraction": aux["clip_fraction"],
+    }
 
 
-class PPO(common.Trainer):
-    """``train = PPO(config)``; ``result = jax.jit(train)(key, hparams)``."""
+# objective(policy, values, batch, advantages, targets, hparams) -> (loss, diagnostics)
+Objective = Callable[..., tuple[jax.Array, dict]]
+
+
+class PPO(Trainer):
+    """``train = PPO(config)``; ``result = jax.jit(train)(key, hparams)``.
+
+    ``objective``: replaces :func:`ppo_objective` (default: it, with the config's
+    ``normalize_advantages`` and ``clip_value_loss``).
+    """
 
     algo = "ppo"
     Config = PPOConfig
     HParams = PPOHParams
 
-    def __init__(self, config: PPOConfig = PPOConfig()):
+    def __init__(self, config: PPOConfig = PPOConfig(), objective: Objective | None = None):
         common.check_config(config)
         batch = config.num_envs * config.num_steps
         if batch % config.num_minibatches:
@@ -101,6 +137,9 @@ class PPO(common.Trainer):
         self.config = config
         self.env, self.venv = common.make_environment(config)
         self.network = common.make_network(config, self.env)
+        self.objective = objective or functools.partial(
+            ppo_objective, normalize_advantages=config.normalize_advantages, clip_value_loss=config.clip_value_loss
+        )
         self.steps_per_iteration = batch
         self.num_iterations = config.total_steps // batch
         self.default_hparams = PPOHParams()
@@ -114,8 +153,8 @@ class PPO(common.Trainer):
 
     def init(self, key: jax.Array, hparams: PPOHParams | None = None, env_params: Any = None) -> PPOState:
         hparams = self.default_hparams if hparams is None else hparams
-        env_params = self.env.default_params if env_params is None else env_params
         key_net, key_env, key_run = jax.random.split(key, 3)
+        env_params = common.initial_levels(self.config, self.env, self.venv, key_env, env_params)
         dummy = jnp.zeros(self.env.observation_spec.shape, jnp.float32)
         params = self.network.init(key_net, dummy)
         env_state, obs = self.venv.reset(key_env, env_params)
@@ -132,72 +171,39 @@ class PPO(common.Trainer):
             # NaN until the first episode ends: no return has been observed yet.
             last_return=jnp.full((), jnp.nan, jnp.float32),
             last_length=jnp.full((), jnp.nan, jnp.float32),
+            last_return_per_env=jnp.full((self.venv.num_envs,), jnp.nan, jnp.float32),
         )
 
+    def replace_levels(self, state: PPOState, env_params, key: jax.Array | None = None) -> PPOState:
+        """New levels from the next iteration on; every env copy starts a fresh episode on its level."""
+        key = jax.random.fold_in(state.key, 1) if key is None else key
+        env_state, obs = self.venv.reset(key, env_params)
+        return state.replace(env_params=env_params, env_state=env_state, obs=obs,
+                             last_return_per_env=jnp.full_like(state.last_return_per_env, jnp.nan))
+
     def loss(self, params, hparams: PPOHParams, batch: Transition, advantages, targets):
-        """PPO loss on one minibatch; returns (total, diagnostics)."""
-        c = self.config
-        # batch.obs is already normalized with the statistics the rollout acted with.
-        dist, value = self.network.apply(params, batch.obs)
-        log_prob = policies.log_prob(dist, batch.latent)
-        if c.normalize_advantages:
-            advantages = losses.normalize_advantages(advantages)
-        policy_loss, aux = losses.ppo_clip(log_prob, batch.log_prob, advantages, clip_eps=hparams.clip_eps)
-        if c.clip_value_loss:
-            v_loss = losses.value_loss(value, targets, old_values=batch.value, clip_eps=hparams.clip_eps)
-        else:
-            v_loss = losses.value_loss(value, targets)
-        entropy = policies.entropy(dist)
-        total = policy_loss + hparams.vf_coef * v_loss + hparams.ent_coef * losses.entropy_loss(entropy)
-        return total, {
-            "loss": total,
-            "policy_loss": policy_loss,
-            "value_loss": v_loss,
-            "entropy": entropy.mean(),
-            "approx_kl": aux["approx_kl"],
-            "clip_fraction": aux["clip_fraction"],
-        }
+        """The objective on one minibatch whose ``obs`` are network inputs: (total, diagnostics)."""
+        policy, values = self.network.apply(params, batch.obs)
+        return self.objective(policy, values, batch, advantages, targets, hparams)
 
-    def _rollout(self, state: PPOState, key: jax.Array):
-        c = self.config
-
-        def env_step(carry, step_key):
-            env_state, obs = carry
-            key_act, key_env = jax.random.split(step_key)
-            net_obs = common.normalize_obs(state.obs_stats, obs, c.normalize_obs)
-            dist, value = self.network.apply(state.params, net_obs)
-            act = policies.sample(dist, key_act)
-            env_state, ts = self.venv.step(key_env, env_state, act.action, state.env_params)
-            transition = Transition(
-                obs=obs,
-                latent=act.latent,
-                log_prob=act.log_prob,
-                value=value,
-                reward=ts.reward,
-                terminated=ts.terminated,
-                truncated=ts.truncated,
-                final_obs=ts.final_obs,
-                episode_return=ts.info["episode_return"],
-                episode_length=ts.info["episode_length"],
-            )
-            return (env_state, ts.obs), transition
-
-        keys = jax.random.split(key, c.num_steps)
-        (env_state, obs), traj = jax.lax.scan(env_step, (state.env_state, state.obs), keys)
-        return env_state, obs, traj
-
-    def _iteration(self, hparams: PPOHParams, state: PPOState):
+    def step(self, state: PPOState, hparams: PPOHParams):
         c = self.config
         tx = self.optimizer(hparams)
         key, key_rollout, key_update = jax.random.split(state.key, 3)
-        env_state, obs, traj = self._rollout(state, key_rollout)
+        norm = lambda x: common.normalize_obs(state.obs_stats, x, c.normalize_obs)
+
+        def act(obs, key):
+            policy, value = self.network.apply(state.params, norm(obs))
+            return policy.sample_and_log_prob(key), {"value": value}
+
+        env_state, obs, traj = rollout(self.venv, act, key_rollout, state.env_state, state.obs, c.num_steps,
+                                       state.env_params)
 
         # V(s'_t) for every step: final_obs[t] is obs[t+1] unless the episode ended, where it is
         # the true last observation, so truncated episodes bootstrap correctly.
-        norm = lambda x: common.normalize_obs(state.obs_stats, x, c.normalize_obs)
         next_values = self.network.apply(state.params, norm(traj.final_obs), method="value")
         advantages, targets = losses.gae(
-            traj.reward, traj.value, next_values, traj.terminated, traj.truncated,
+            traj.reward, traj.extras["value"], next_values, terminated=traj.terminated, truncated=traj.truncated,
             gamma=hparams.gamma, lam=hparams.gae_lambda,
         )
 
@@ -227,10 +233,10 @@ class PPO(common.Trainer):
         info = jax.tree.map(jnp.mean, info)
 
         obs_stats = running_norm.update(state.obs_stats, traj.obs) if c.normalize_obs else state.obs_stats
-        done = jnp.logical_or(traj.terminated, traj.truncated)
         ep_return, ep_length, episodes = common.episode_statistics(
-            done, traj.episode_return, traj.episode_length, state.last_return, state.last_length
+            traj.done, traj.episode_return, traj.episode_length, state.last_return, state.last_length
         )
+        per_env = completed_returns_per_env(traj, state.last_return_per_env)
         env_steps = state.env_steps + batch_size
         new_state = PPOState(
             params=params,
@@ -244,6 +250,7 @@ class PPO(common.Trainer):
             env_steps=env_steps,
             last_return=ep_return,
             last_length=ep_length,
+            last_return_per_env=per_env,
         )
         metrics = {
             **info,
@@ -251,6 +258,8 @@ class PPO(common.Trainer):
             "episode_length": ep_length,
             "episodes": episodes,
             "env_steps": env_steps,
-            "finite": jnp.logical_and(common.all_finite(info), common.all_finite(params)),
+            "finite": jnp.logical_and(all_finite(info), all_finite(params)),
         }
+        if c.per_env_returns:
+            metrics["episode_return_per_env"] = per_env
         return new_state, metrics

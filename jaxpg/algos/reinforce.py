@@ -15,17 +15,19 @@ Padding after an episode's end is masked. ``total_steps`` counts *simulated* ste
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+import functools
+from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxpg import losses, policies
+from jaxpg import losses
 from jaxpg.algos import common
+from jaxpg.algos.rollout import EpisodeBatch, collect_episodes, sampling
+from jaxpg.algos.trainer import Trainer, all_finite
 from jaxpg.algos.validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, bounded
-from jaxpg.algos.episodes import EpisodeBatch, collect_episodes, resolve_horizon
 from jaxpg.nets import RunningStats, running_norm
 
 
@@ -59,19 +61,45 @@ class ReinforceState:
     valid_steps: jax.Array
 
 
-class Reinforce(common.Trainer):
-    """``train = Reinforce(config)``; ``result = jax.jit(train)(key, hparams)``."""
+def reinforce_objective(policy, values, batch: EpisodeBatch, returns, hparams, *, normalize_advantages: bool = True):
+    """REINFORCE's loss on an episode batch: ``(total, diagnostics)``.
+
+    ``policy``/``values``: the network's outputs on ``batch.transitions.obs``; ``returns``: the
+    Monte-Carlo returns-to-go ``G_t``; the learned baseline is ``stop_gradient(values)``.
+    """
+    mask = batch.mask
+    log_prob = policy.log_prob(batch.transitions.latent)
+    baseline = jax.lax.stop_gradient(values)
+    if normalize_advantages:
+        # Normalizing G - b is a per-batch rescaling of the estimator (same direction).
+        advantages = losses.normalize_advantages(returns - baseline, mask=mask)
+        policy_loss, _ = losses.reinforce_surrogate(log_prob, advantages, mask=mask)
+    else:
+        policy_loss, _ = losses.reinforce_surrogate(log_prob, returns, baseline, mask=mask)
+    v_loss, _ = losses.value_loss(values, returns, mask=mask)
+    ent_loss, ent_aux = losses.entropy_loss(policy.entropy(), mask=mask)
+    total = policy_loss + hparams.vf_coef * v_loss + hparams.ent_coef * ent_loss
+    return total, {"loss": total, "policy_loss": policy_loss, "value_loss": v_loss, "entropy": ent_aux["entropy"]}
+
+
+class Reinforce(Trainer):
+    """``train = Reinforce(config)``; ``result = jax.jit(train)(key, hparams)``.
+
+    ``objective``: replaces :func:`reinforce_objective` (same inputs).
+    """
 
     algo = "reinforce"
     Config = ReinforceConfig
     HParams = ReinforceHParams
 
-    def __init__(self, config: ReinforceConfig = ReinforceConfig()):
+    def __init__(self, config: ReinforceConfig = ReinforceConfig(), objective: Callable | None = None):
         common.check_config(config)
         self.config = config
         self.env, self.venv = common.make_environment(config)
         self.network = common.make_network(config, self.env)
-        self.horizon = resolve_horizon(config, self.env)
+        self.objective = objective or functools.partial(
+            reinforce_objective, normalize_advantages=config.normalize_advantages)
+        self.horizon = common.resolve_horizon(config, self.env)
         self.steps_per_iteration = config.num_envs * self.horizon
         if config.total_steps < self.steps_per_iteration:
             raise ValueError(
@@ -87,8 +115,8 @@ class Reinforce(common.Trainer):
 
     def init(self, key, hparams=None, env_params=None) -> ReinforceState:
         hparams = self.default_hparams if hparams is None else hparams
-        env_params = self.env.default_params if env_params is None else env_params
         key_net, key_run = jax.random.split(key)
+        env_params = common.initial_levels(self.config, self.env, self.venv, jax.random.fold_in(key, 1), env_params)
         params = self.network.init(key_net, jnp.zeros(self.env.observation_spec.shape, jnp.float32))
         return ReinforceState(
             params=params,
@@ -102,45 +130,30 @@ class Reinforce(common.Trainer):
         )
 
     def loss(self, params, hparams, batch: EpisodeBatch, returns):
-        """REINFORCE loss on an episode batch whose ``obs`` are network inputs."""
-        dist, values = self.network.apply(params, batch.obs)
-        log_prob = policies.log_prob(dist, batch.latent)
-        baseline = jax.lax.stop_gradient(values)
-        if self.config.normalize_advantages:
-            # Normalizing G - b is a per-batch rescaling of the estimator (same direction).
-            advantages = losses.normalize_advantages(returns - baseline, mask=batch.mask)
-            policy_loss, _ = losses.reinforce_surrogate(log_prob, advantages, mask=batch.mask)
-        else:
-            policy_loss, _ = losses.reinforce_surrogate(log_prob, returns, baseline, mask=batch.mask)
-        v_loss = losses.value_loss(values, returns, mask=batch.mask)
-        entropy = policies.entropy(dist)
-        ent_loss = losses.entropy_loss(entropy, mask=batch.mask)
-        total = policy_loss + hparams.vf_coef * v_loss + hparams.ent_coef * ent_loss
-        return total, {
-            "loss": total,
-            "policy_loss": policy_loss,
-            "value_loss": v_loss,
-            "entropy": -ent_loss,
-        }
+        """The objective on an episode batch whose ``obs`` are network inputs."""
+        policy, values = self.network.apply(params, batch.transitions.obs)
+        return self.objective(policy, values, batch, returns, hparams)
 
-    def _iteration(self, hparams, state: ReinforceState):
+    def step(self, state: ReinforceState, hparams):
         c = self.config
         key, key_episodes = jax.random.split(state.key)
         norm = lambda x: common.normalize_obs(state.obs_stats, x, c.normalize_obs)
-        policy = lambda obs: self.network.apply(state.params, norm(obs), method="policy")
-        batch = collect_episodes(self.venv, policy, key_episodes, self.horizon, state.env_params)
+        act = sampling(lambda obs: self.network.apply(state.params, norm(obs), method="policy"))
+        batch = collect_episodes(self.venv, act, key_episodes, self.horizon, state.env_params)
+        traj = batch.transitions
         # Episodes end at their first termination or truncation: no bootstrap (pure Monte Carlo).
         returns = losses.discounted_returns(
-            batch.reward, batch.terminated, batch.truncated, jnp.zeros_like(batch.reward), gamma=hparams.gamma
+            traj.reward, jnp.zeros_like(traj.reward), terminated=traj.terminated, truncated=traj.truncated,
+            gamma=hparams.gamma,
         )
-        net_batch = batch.replace(obs=norm(batch.obs))
+        net_batch = batch.replace(transitions=traj.replace(obs=norm(traj.obs)))
         grads, info = jax.grad(self.loss, has_aux=True)(state.params, hparams, net_batch, returns)
         tx = self.optimizer(hparams)
         updates, opt_state = tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, updates)
         obs_stats = state.obs_stats
         if c.normalize_obs:
-            obs_stats = running_norm.update(obs_stats, batch.obs, mask=batch.mask)
+            obs_stats = running_norm.update(obs_stats, traj.obs, mask=batch.mask)
         new_state = ReinforceState(
             params=params,
             opt_state=opt_state,
@@ -159,7 +172,8 @@ class Reinforce(common.Trainer):
             "episodes": jnp.asarray(c.num_envs, jnp.float32),
             "env_steps": new_state.env_steps,
             "valid_steps": new_state.valid_steps,
-            "finite": jnp.logical_and(common.all_finite(info), common.all_finite(params)),
+            "finite": jnp.logical_and(all_finite(info), all_finite(params)),
         }
+        if c.per_env_returns:
+            metrics["episode_return_per_env"] = batch.episode_returns
         return new_state, metrics
-

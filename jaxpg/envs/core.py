@@ -132,6 +132,14 @@ class Environment(abc.ABC):
     ) -> tuple[Any, jax.Array, jax.Array, jax.Array, jax.Array]:
         """One transition without auto-reset: ``(state, obs, reward, terminated, truncated)``."""
 
+    # Environments with a space of levels (variants held in ``params``) set this to True and
+    # override ``sample_params``; curricula and ``levels="sampled"`` configs draw levels from it.
+    has_level_sampler: bool = False
+
+    def sample_params(self, key: jax.Array) -> Any:
+        """A random level: params of one environment variant (vmappable over keys)."""
+        raise ValueError(f"{self.name} has no level generator; environments with levels: tabular/random, permuted/<env>")
+
     def reset(self, key: jax.Array, params: Any = None) -> tuple[EnvState, jax.Array]:
         params = self.default_params if params is None else params
         inner, obs = self.reset_raw(key, params)

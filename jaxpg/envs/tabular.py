@@ -54,6 +54,13 @@ class TabularMDP(Environment):
         self.observation_spec = Box.make(0.0, 1.0, (self.num_states,))
         self.action_spec = Discrete(self.num_actions)
 
+    has_level_sampler = True
+
+    def sample_params(self, key: jax.Array) -> TabularParams:
+        """A level: a random MDP of the same sizes and horizon (see :func:`random_mdp`)."""
+        horizon = int(self.default_params.max_steps_in_episode)
+        return random_mdp(key, self.num_states, self.num_actions, horizon)
+
     def _obs(self, state):
         return jax.nn.one_hot(state, self.num_states, dtype=jnp.float32)
 

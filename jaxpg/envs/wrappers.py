@@ -39,7 +39,10 @@ class PermutedObservations(Environment):
         self.observation_spec = Box.make(spec.low.min(), spec.high.max(), spec.shape)
         self.action_spec = env.action_spec
 
-    def random_params(self, key: jax.Array, inner: Any = None) -> PermutedParams:
+    has_level_sampler = True
+
+    def sample_params(self, key: jax.Array, inner: Any = None) -> PermutedParams:
+        """A level: the wrapped env's params (default ones unless given) and a random permutation."""
         dim = self.observation_spec.shape[0]
         inner = self.env.default_params if inner is None else inner
         return PermutedParams(inner, jax.random.permutation(key, dim).astype(jnp.int32))

@@ -2,14 +2,12 @@
 IGT extrapolation and Hessian-aided recursive momentum (Fatkhullin et al., ICML 2023)."""
 
 from jaxpg.estimators.momentum import (
-    METHODS,
     difference,
     harpg_momentum,
     igt_extrapolation,
     interpolation_point,
     momentum,
-    momentum_weight,
-    step_size,
+    power_schedule,
 )
 from jaxpg.estimators.score_function import (
     discounted_rewards_to_go,
@@ -21,7 +19,6 @@ from jaxpg.estimators.score_function import (
 )
 
 __all__ = [
-    "METHODS",
     "difference",
     "discounted_rewards_to_go",
     "gpomdp_surrogate",
@@ -32,7 +29,6 @@ __all__ = [
     "interpolation_point",
     "leave_one_out_baseline",
     "momentum",
-    "momentum_weight",
     "policy_gradient",
-    "step_size",
+    "power_schedule",
 ]

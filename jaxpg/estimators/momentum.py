@@ -14,15 +14,9 @@ sizes gamma_t, momentum weights eta_t in (0, 1], eta_0 = 1.
   E_q[B(theta^_t)(theta_t - theta_{t-1})] = grad J(theta_t) - grad J(theta_{t-1}), which removes
   the bias of the stale momentum term.
 
-The step-size and momentum schedules are those of the paper's official code (section 1.3 of the
-reference notes): with r_t = 2 / (t + 2),
-
-    method    gamma_t                  eta_t
-    pg        gamma_0 r_t^{2/3}        -
-    n_mpg     gamma_0 r_t              eta_0 r_t^{2/3}
-    n_pg_igt  gamma_0 r_t              eta_0 r_t^{4/5}
-    harpg     gamma_0 r_t^{1/2}        eta_0 r_t
-    n_harpg   gamma_0 r_t              eta_0 r_t
+The paper's step-size and momentum schedules are powers of r_t = 2 / (t + 2)
+(:func:`power_schedule`); which power each method uses is the algorithm's business
+(``jaxpg.algos.harpg``), not this layer's.
 """
 
 from __future__ import annotations
@@ -32,36 +26,10 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-METHODS = ("pg", "n_mpg", "n_pg_igt", "harpg", "n_harpg")
 
-# (step-size exponent, momentum exponent) of r_t = 2 / (t + 2); None: no momentum.
-SCHEDULE_EXPONENTS = {
-    "pg": (2.0 / 3.0, None),
-    "n_mpg": (1.0, 2.0 / 3.0),
-    "n_pg_igt": (1.0, 4.0 / 5.0),
-    "harpg": (0.5, 1.0),
-    "n_harpg": (1.0, 1.0),
-}
-
-
-def _check_method(method: str) -> None:
-    if method not in SCHEDULE_EXPONENTS:
-        raise ValueError(f"unknown method {method!r}; valid choices: {', '.join(METHODS)}")
-
-
-def step_size(method: str, gamma_0, t) -> jax.Array:
-    """``gamma_t = gamma_0 (2 / (t + 2))^p`` with the method's exponent p (t counts from 0)."""
-    _check_method(method)
-    return gamma_0 * (2.0 / (jnp.asarray(t, jnp.float32) + 2.0)) ** SCHEDULE_EXPONENTS[method][0]
-
-
-def momentum_weight(method: str, eta_0, t) -> jax.Array:
-    """``eta_t = min(1, eta_0 (2 / (t + 2))^p)``; 1 at t = 0 when eta_0 = 1; 1 for plain PG."""
-    _check_method(method)
-    exponent = SCHEDULE_EXPONENTS[method][1]
-    if exponent is None:
-        return jnp.ones((), jnp.float32)
-    return jnp.minimum(1.0, eta_0 * (2.0 / (jnp.asarray(t, jnp.float32) + 2.0)) ** exponent)
+def power_schedule(initial, t, exponent: float) -> jax.Array:
+    """``initial * (2 / (t + 2))^exponent`` (t counts from 0): the schedules of Fatkhullin et al."""
+    return initial * (2.0 / (jnp.asarray(t, jnp.float32) + 2.0)) ** exponent
 
 
 def momentum(previous: Any, gradient: Any, eta) -> Any:

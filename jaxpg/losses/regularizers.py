@@ -9,7 +9,7 @@ from .normalize import masked_mean
 Array = chex.Array
 
 
-def entropy_loss(entropies: Array, mask: Array | None = None) -> Array:
+def entropy_loss(entropies: Array, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
     r"""Negative mean policy entropy, to be *added* to a loss with a positive coefficient.
 
     .. math:: \mathcal{L}_H = -\operatorname{mean}_m\big(\mathcal{H}[\pi(\cdot \mid s)]\big)
@@ -23,6 +23,7 @@ def entropy_loss(entropies: Array, mask: Array | None = None) -> Array:
       mask: ``None`` or a bool/float validity mask of the same shape.
 
     Returns:
-      A scalar loss.
+      ``(loss, aux)``: the scalar loss and ``{"entropy": mean entropy}`` (its negative).
     """
-    return -masked_mean(entropies, mask)
+    entropy = masked_mean(entropies, mask)
+    return -entropy, {"entropy": entropy}

@@ -1,7 +1,10 @@
 """Return and advantage estimators over time-major trajectories.
 
-All arrays are ``[T, ...]``: axis 0 is time, any trailing axes are batch axes. Episode boundaries
-inside a segment are given by two separate flags:
+All arrays are ``[T, ...]``: axis 0 is time, any trailing axes are batch axes. Both functions take
+their arguments in one order, ``rewards, [values,] next_values`` positionally and the boundary
+flags by keyword (``terminated=``, ``truncated=``): every argument has the same shape, so a swap
+would pass any shape check; keywords make it impossible. Episode boundaries inside a segment are
+given by two separate flags:
 
 * ``terminated[t]``: the transition at ``t`` entered an absorbing state; its successor is worth 0.
 * ``truncated[t]``: a time limit cut the episode at ``t``; its successor (``final_obs``) still has
@@ -31,9 +34,9 @@ def gae(
     rewards: Array,
     values: Array,
     next_values: Array,
+    *,
     terminated: Array,
     truncated: Array,
-    *,
     gamma: Numeric,
     lam: Numeric,
 ) -> tuple[Array, Array]:
@@ -93,10 +96,10 @@ def gae(
 
 def discounted_returns(
     rewards: Array,
-    terminated: Array,
-    truncated: Array,
     next_values: Array,
     *,
+    terminated: Array,
+    truncated: Array,
     gamma: Numeric,
 ) -> Array:
     r"""Discounted return-to-go that restarts at episode boundaries.

@@ -19,7 +19,7 @@ def value_loss(
     old_values: Array | None = None,
     clip_eps: Numeric | None = None,
     mask: Array | None = None,
-) -> Array:
+) -> tuple[Array, dict[str, Array]]:
     r"""Squared-error value loss, optionally with PPO-style value clipping.
 
     Plain:
@@ -49,7 +49,8 @@ def value_loss(
       mask: ``None`` or a bool/float validity mask of the same shape.
 
     Returns:
-      A scalar loss.
+      ``(loss, aux)``: the scalar loss and ``{"clip_fraction": ...}``, the fraction of valid entries
+      where the clipped term was the larger one (0 for the plain loss).
 
     Raises:
       ValueError: if exactly one of ``old_values`` and ``clip_eps`` is given.
@@ -62,9 +63,12 @@ def value_loss(
     chex.assert_equal_shape([values, targets])
     targets = jax.lax.stop_gradient(targets)
     squared_error = jnp.square(values - targets)
+    clip_fraction = jnp.zeros((), squared_error.dtype)
     if old_values is not None:
         chex.assert_equal_shape([values, old_values])
         old_values = jax.lax.stop_gradient(old_values)
         clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
-        squared_error = jnp.maximum(squared_error, jnp.square(clipped_values - targets))
-    return 0.5 * masked_mean(squared_error, mask)
+        clipped_error = jnp.square(clipped_values - targets)
+        clip_fraction = jax.lax.stop_gradient(masked_mean(clipped_error > squared_error, mask))
+        squared_error = jnp.maximum(squared_error, clipped_error)
+    return 0.5 * masked_mean(squared_error, mask), {"clip_fraction": clip_fraction}

@@ -18,7 +18,7 @@ def flatten_obs(obs, obs_ndim: int):
 
 
 class ActorCritic(nn.Module):
-    """``obs -> (action distribution, V(obs))``.
+    """``obs -> (policy, V(obs))``.
 
     Observations with ``obs_ndim`` trailing dimensions (e.g. MinAtar's 10x10x4 grids) are
     flattened; any leading dimensions are batch dimensions. Actor and critic share no weights,
@@ -26,18 +26,15 @@ class ActorCritic(nn.Module):
     on-policy RL").
     """
 
-    action_spec: Any
+    head: nn.Module  # features -> policy
     obs_ndim: int = 1
     hidden_sizes: Sequence[int] = (64, 64)
     activation: str = "tanh"
-    std_mode: str = "state_independent"
-    init_log_std: float = 0.0
     normalization: str = "none"
 
     def setup(self):
         self.actor_torso = MLP(self.hidden_sizes, self.activation, self.normalization)
         self.critic_torso = MLP(self.hidden_sizes, self.activation, self.normalization)
-        self.head = policy_head(self.action_spec, self.std_mode, self.init_log_std)
         self.value_head = ValueHead()
 
     def __call__(self, obs):
@@ -52,23 +49,20 @@ class ActorCritic(nn.Module):
 
 
 class PolicyNetwork(nn.Module):
-    """``obs -> action distribution`` alone (no critic), for Monte-Carlo policy-gradient methods.
+    """``obs -> policy`` alone (no critic), for Monte-Carlo policy-gradient methods.
 
     Same torso and heads as :class:`ActorCritic`; ``policy`` is an alias of ``__call__`` so both
     networks serve :func:`jaxpg.policy_fn` alike.
     """
 
-    action_spec: Any
+    head: nn.Module  # features -> policy
     obs_ndim: int = 1
     hidden_sizes: Sequence[int] = (32, 32)
     activation: str = "tanh"
-    std_mode: str = "state_independent"
-    init_log_std: float = 0.0
     normalization: str = "none"
 
     def setup(self):
         self.torso = MLP(self.hidden_sizes, self.activation, self.normalization)
-        self.head = policy_head(self.action_spec, self.std_mode, self.init_log_std)
 
     def __call__(self, obs):
         return self.head(self.torso(flatten_obs(obs, self.obs_ndim)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Callable, Sequence
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
 import numpy as np
 
@@ -28,9 +29,20 @@ def get_activation(name: str) -> Callable:
 
 NORMALIZATIONS = ("none", "layer_norm", "rms_norm")
 
-# Dense layers whose output feeds a normalization are named with this prefix, so that NaP's
-# projection (jaxpg.optim.nap) can find exactly the scale-invariant kernels by their path.
+# Dense layers whose output feeds a normalization are named with this prefix, so that
+# normalized_kernels_mask can find exactly the scale-invariant kernels by their path.
 NORMALIZED_DENSE_PREFIX = "NormalizedDense"
+
+
+def normalized_kernels_mask(params):
+    """True for the kernels of the normalized dense layers of jaxpg networks (those that feed a
+    normalization, hence scale-invariant): the mask to hand to ``jaxpg.optim.nap``."""
+
+    def is_normalized_kernel(path, _):
+        names = [str(getattr(k, "key", getattr(k, "name", ""))) for k in path]
+        return bool(names) and names[-1] == "kernel" and any(n.startswith(NORMALIZED_DENSE_PREFIX) for n in names[:-1])
+
+    return jax.tree_util.tree_map_with_path(is_normalized_kernel, params)
 
 
 def _normalization_layer(kind: str):

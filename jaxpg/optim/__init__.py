@@ -5,7 +5,6 @@ from jaxpg.optim.nap import (
     effective_learning_rates,
     initial_norms,
     nap,
-    normalized_kernels_mask,
     project,
     weight_norms,
 )
@@ -17,7 +16,6 @@ __all__ = [
     "global_norm",
     "initial_norms",
     "nap",
-    "normalized_kernels_mask",
     "normalized_step",
     "project",
     "weight_norms",

@@ -34,28 +34,12 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from jaxpg.nets.mlp import NORMALIZED_DENSE_PREFIX
-
-
 class NaPState(NamedTuple):
     inner_state: Any
     target_norms: Any  # per leaf: initial Frobenius norm where projected, 0 elsewhere
 
 
-def normalized_kernels_mask(params: Any) -> Any:
-    """True for the kernels of jaxpg's normalized dense layers (those that feed a normalization)."""
-
-    def is_normalized_kernel(path, _):
-        names = [getattr(k, "key", getattr(k, "name", "")) for k in path]
-        return bool(names) and names[-1] == "kernel" and any(
-            str(n).startswith(NORMALIZED_DENSE_PREFIX) for n in names[:-1]
-        )
-
-    return jax.tree_util.tree_map_with_path(is_normalized_kernel, params)
-
-
 def _resolve_mask(mask, params):
-    mask = normalized_kernels_mask(params) if mask is None else mask
     mask = mask(params) if callable(mask) else mask
     return jax.tree.map(bool, mask)
 
@@ -71,7 +55,7 @@ def project(params: Any, target_norms: Any, mask: Any) -> Any:
     return jax.tree.map(lambda p, r, m: _project_leaf(p, r) if m else p, params, target_norms, mask)
 
 
-def initial_norms(params: Any, mask: Any | Callable | None = None) -> Any:
+def initial_norms(params: Any, mask: Any | Callable) -> Any:
     """Target norms for :func:`project`: each masked leaf's current Frobenius norm, 0 elsewhere."""
     leaf_mask = _resolve_mask(mask, params)
     return jax.tree.map(
@@ -79,13 +63,14 @@ def initial_norms(params: Any, mask: Any | Callable | None = None) -> Any:
     )
 
 
-def nap(inner: optax.GradientTransformation, mask: Any | Callable | None = None) -> optax.GradientTransformation:
+def nap(inner: optax.GradientTransformation, mask: Any | Callable) -> optax.GradientTransformation:
     """Wrap ``inner`` so that every step ends with NaP's projection.
 
     Args:
       inner: any optax transformation (sgd, adam, a chain with clipping and a schedule, ...).
       mask: pytree of bools shaped like the params (True = project), or a callable
-        ``params -> mask``; default :func:`normalized_kernels_mask`. Leaves whose initial norm is
+        ``params -> mask``. The network knows which of its kernels feed a normalization: for
+        jaxpg's networks pass ``jaxpg.nets.normalized_kernels_mask``. Leaves whose initial norm is
         0 are never projected.
     """
 
@@ -93,8 +78,8 @@ def nap(inner: optax.GradientTransformation, mask: Any | Callable | None = None)
         leaf_mask = _resolve_mask(mask, params)
         if not any(jax.tree.leaves(leaf_mask)):
             raise ValueError(
-                "nap found no leaf to project: build the network with normalization='layer_norm' or "
-                "'rms_norm', or pass a mask"
+                "nap found no leaf to project: the mask selects nothing (for jaxpg networks build them "
+                "with normalization='layer_norm' or 'rms_norm' and pass jaxpg.nets.normalized_kernels_mask)"
             )
         return NaPState(inner.init(params), initial_norms(params, leaf_mask))
 

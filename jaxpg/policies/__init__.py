@@ -1,30 +1,27 @@
-"""Policies: distrax action distributions built from network outputs and the action spec."""
+"""Policies: distribution objects that sample and score a latent and decode it to the action,
+and the network heads that build them from the action spec."""
 
 from jaxpg.policies.distributions import (
     ActionSample,
-    SquashedDistribution,
-    decode,
-    entropy,
-    log_prob,
-    mode,
-    mode_sample,
-    sample,
-    tanh_gaussian,
+    Categorical,
+    DecodedPolicy,
+    Gaussian,
+    Mixture,
+    Policy,
+    SquashedGaussian,
 )
 from jaxpg.policies.heads import STD_MODES, CategoricalHead, GaussianHead, policy_head
 
 __all__ = [
     "ActionSample",
+    "Categorical",
     "CategoricalHead",
+    "DecodedPolicy",
+    "Gaussian",
     "GaussianHead",
+    "Mixture",
+    "Policy",
     "STD_MODES",
-    "SquashedDistribution",
-    "decode",
-    "entropy",
-    "log_prob",
-    "mode",
-    "mode_sample",
+    "SquashedGaussian",
     "policy_head",
-    "sample",
-    "tanh_gaussian",
 ]

@@ -1,39 +1,41 @@
-"""Action distributions and the latent -> action decoding every policy goes through.
+"""Policies as distribution objects that sample and score in a latent space and decode to actions.
 
-A policy produces a distrax distribution. Its *latent* sample is what the algorithms store and
-score; the *action* the environment sees is ``decode(dist, latent)``:
+A policy owns everything an algorithm asks of it, so algorithms never branch on its type:
 
-* categorical and unsquashed Gaussian policies: latent == action;
-* tanh-squashed Gaussian: latent ``u ~ N(mu, sigma)``, action ``a = shift + scale * tanh(u)`` maps
-  into the box ``[low, high]``. Its log-density follows the change of variables
+* ``sample_and_log_prob(key) -> ActionSample(latent, action, log_prob)``;
+* ``log_prob(latent)``: the log-density of the action that ``latent`` decodes to;
+* ``decode(latent)``: the action the environment receives;
+* ``mode()``: the deterministic action used for evaluation (``mode_sample()`` as an ActionSample);
+* ``entropy()``: exact where a closed form exists, otherwise a documented estimate or bound.
 
-      log pi(a) = log N(u; mu, sigma) - sum_i log| d a_i / d u_i |
-                = log N(u; mu, sigma) - sum_i [ log scale_i + log(1 - tanh(u_i)^2) ],
+Algorithms store and score the *latent*:
 
-  evaluated from ``u`` (distrax's numerically stable ``forward_log_det_jacobian``), never by
-  inverting ``tanh`` at a saturated action (``atanh(+-1) = inf``).
+* ``Categorical`` and ``Gaussian``: latent == action;
+* ``SquashedGaussian``: latent ``u ~ N(mu, sigma)``, action ``a = shift + scale * tanh(u)`` in the
+  box ``[low, high]``, with the change of variables
 
-Scoring from the latent keeps importance ratios exact: the Jacobian term does not depend on the
-policy parameters, so it cancels in ``pi_new(a) / pi_old(a)``. Later policies whose action comes
-from a latent through a learned or generative decoder (PMOE, GoRL) plug into the same three
-functions.
+      log pi(a) = log N(u; mu, sigma) - sum_i [ log scale_i + log(1 - tanh(u_i)^2) ],
+
+  evaluated from ``u`` (distrax's stable ``forward_log_det_jacobian``), never by inverting tanh
+  at a saturated action. The Jacobian does not depend on the policy's parameters, so it cancels in
+  importance ratios;
+* ``Mixture``: K components of one kind sharing the latent space; the mixture log-likelihood is a
+  logsumexp over components;
+* ``DecodedPolicy``: any latent policy pushed through a decoder (e.g. a learned generative one):
+  the latent is what is scored, the decoder only maps it to the action.
+
+Every policy is a pytree (a flax struct), so it can cross ``jit``/``vmap`` boundaries. distrax is
+imported where a policy is used, not when jaxpg is imported.
 """
 
 from __future__ import annotations
 
-import distrax
+import abc
+from typing import Any, Callable
+
 import jax
 import jax.numpy as jnp
 from flax import struct
-
-
-class SquashedDistribution(distrax.Transformed):
-    """A latent distribution pushed through a fixed (parameter-free) decoder bijector.
-
-    Its own class, because distrax's ``MultivariateNormalDiag`` is itself a ``Transformed``
-    (a standard normal through an affine map): testing for ``Transformed`` would treat a plain
-    Gaussian's standard-normal noise as the latent and lose the mean's gradient.
-    """
 
 
 @struct.dataclass
@@ -45,60 +47,221 @@ class ActionSample:
     log_prob: jax.Array
 
 
-def tanh_gaussian(mean: jax.Array, std: jax.Array, low, high) -> SquashedDistribution:
-    """Diagonal Gaussian squashed by ``tanh`` and scaled into ``[low, high]`` (event ndim 1)."""
-    low = jnp.asarray(low, jnp.float32)
-    high = jnp.asarray(high, jnp.float32)
-    squash = distrax.Chain(
-        [distrax.ScalarAffine(shift=(high + low) / 2.0, scale=(high - low) / 2.0), distrax.Tanh()]
-    )
-    return SquashedDistribution(distrax.MultivariateNormalDiag(mean, std), distrax.Block(squash, 1))
+class Policy(abc.ABC):
+    """The interface every policy implements (see the module docstring)."""
+
+    # Number of trailing axes of one latent/action: 0 for categorical, 1 for vector actions.
+    event_ndim: int = 1
+
+    @abc.abstractmethod
+    def sample_latent(self, key: jax.Array) -> jax.Array:
+        """A latent drawn from the policy."""
+
+    @abc.abstractmethod
+    def log_prob(self, latent: jax.Array) -> jax.Array:
+        """log-density of the action decoded from ``latent``."""
+
+    @abc.abstractmethod
+    def mode_latent(self) -> jax.Array:
+        """The latent whose decoding is the deterministic (evaluation) action."""
+
+    @abc.abstractmethod
+    def entropy(self) -> jax.Array:
+        """Entropy of the action distribution, or the estimate documented by the class."""
+
+    def decode(self, latent: jax.Array) -> jax.Array:
+        """The environment action that ``latent`` stands for (identity unless overridden)."""
+        return latent
+
+    def sample_and_log_prob(self, key: jax.Array) -> ActionSample:
+        latent = self.sample_latent(key)
+        return ActionSample(latent=latent, action=self.decode(latent), log_prob=self.log_prob(latent))
+
+    def mode(self) -> jax.Array:
+        return self.decode(self.mode_latent())
+
+    def mode_sample(self) -> ActionSample:
+        latent = self.mode_latent()
+        return ActionSample(latent=latent, action=self.decode(latent), log_prob=self.log_prob(latent))
 
 
-def sample(dist: distrax.Distribution, key: jax.Array) -> ActionSample:
-    """Sample a latent, decode it, and score it."""
-    if isinstance(dist, SquashedDistribution):
-        latent = dist.distribution.sample(seed=key)
-    else:
-        latent = dist.sample(seed=key)
-    return ActionSample(latent=latent, action=decode(dist, latent), log_prob=log_prob(dist, latent))
+@struct.dataclass
+class Categorical(Policy):
+    """Softmax policy over ``logits[..., n]``; latent == action (an int32 index)."""
+
+    logits: jax.Array
+    event_ndim = 0
+
+    def _dist(self):
+        import distrax
+
+        return distrax.Categorical(logits=self.logits)
+
+    def sample_latent(self, key):
+        return self._dist().sample(seed=key)
+
+    def log_prob(self, latent):
+        return self._dist().log_prob(latent)
+
+    def mode_latent(self):
+        return self._dist().mode()
+
+    def entropy(self):
+        return self._dist().entropy()
 
 
-def mode_sample(dist: distrax.Distribution) -> ActionSample:
-    """The deterministic (mode) action as an :class:`ActionSample`, for evaluation."""
-    latent = dist.distribution.mode() if isinstance(dist, SquashedDistribution) else dist.mode()
-    return ActionSample(latent=latent, action=decode(dist, latent), log_prob=log_prob(dist, latent))
+@struct.dataclass
+class Gaussian(Policy):
+    """Diagonal Gaussian ``N(mean, std^2)`` over unbounded vector actions; latent == action."""
+
+    mean: jax.Array
+    std: jax.Array
+
+    def _dist(self):
+        import distrax
+
+        return distrax.MultivariateNormalDiag(self.mean, self.std)
+
+    def sample_latent(self, key):
+        return self._dist().sample(seed=key)
+
+    def log_prob(self, latent):
+        return self._dist().log_prob(latent)
+
+    def mode_latent(self):
+        return self.mean
+
+    def entropy(self):
+        return self._dist().entropy()
 
 
-def decode(dist: distrax.Distribution, latent: jax.Array) -> jax.Array:
-    """The environment action that ``latent`` stands for."""
-    if isinstance(dist, SquashedDistribution):
-        return dist.bijector.forward(latent)
-    return latent
+@struct.dataclass
+class SquashedGaussian(Policy):
+    """Diagonal Gaussian latent squashed by ``tanh`` and scaled into the box ``[low, high]``.
 
-
-def log_prob(dist: distrax.Distribution, latent: jax.Array) -> jax.Array:
-    """log-density of the action decoded from ``latent`` (change of variables for squashes)."""
-    if isinstance(dist, SquashedDistribution):
-        return dist.distribution.log_prob(latent) - dist.bijector.forward_log_det_jacobian(latent)
-    return dist.log_prob(latent)
-
-
-def mode(dist: distrax.Distribution) -> jax.Array:
-    """Deterministic action for evaluation: the decoded mode of the latent distribution."""
-    if isinstance(dist, SquashedDistribution):
-        return dist.bijector.forward(dist.distribution.mode())
-    return dist.mode()
-
-
-def entropy(dist: distrax.Distribution) -> jax.Array:
-    """Entropy used for the entropy bonus.
-
-    Exact for categorical and Gaussian policies. For a tanh-squashed Gaussian the entropy has no
-    closed form; we return the entropy of the latent Gaussian (what rlax/CleanRL-style PPO
-    regularizes), which is an upper bound of the squashed entropy up to the constant
-    ``sum log scale``: ``H(a) = H(u) + E[log|da/du|] <= H(u) + sum log scale``.
+    ``entropy()`` has no closed form for the squashed distribution; it returns the entropy of the
+    latent Gaussian (what rlax/CleanRL-style PPO regularizes), which bounds the squashed entropy
+    from above up to the constant ``sum log scale``: ``H(a) = H(u) + E[log|da/du|] <= H(u) +
+    sum log scale``.
     """
-    if isinstance(dist, SquashedDistribution):
-        return dist.distribution.entropy()
-    return dist.entropy()
+
+    mean: jax.Array
+    std: jax.Array
+    low: jax.Array
+    high: jax.Array
+
+    def _latent(self):
+        import distrax
+
+        return distrax.MultivariateNormalDiag(self.mean, self.std)
+
+    def _squash(self):
+        import distrax
+
+        low, high = jnp.asarray(self.low, jnp.float32), jnp.asarray(self.high, jnp.float32)
+        affine = distrax.ScalarAffine(shift=(high + low) / 2.0, scale=(high - low) / 2.0)
+        return distrax.Block(distrax.Chain([affine, distrax.Tanh()]), 1)
+
+    def sample_latent(self, key):
+        return self._latent().sample(seed=key)
+
+    def log_prob(self, latent):
+        return self._latent().log_prob(latent) - self._squash().forward_log_det_jacobian(latent)
+
+    def decode(self, latent):
+        return self._squash().forward(latent)
+
+    def mode_latent(self):
+        return self.mean
+
+    def entropy(self):
+        return self._latent().entropy()
+
+
+@struct.dataclass
+class Mixture(Policy):
+    """A mixture of K policies of one kind that share their latent space and decoder.
+
+    ``components`` is one policy whose parameters carry a component axis K just before the event
+    axes (e.g. ``SquashedGaussian(mean [..., K, d], ...)``); ``logits [..., K]`` are the mixture
+    weights' logits. With ``w = softmax(logits)``:
+
+        log pi(latent) = logsumexp_k [ log w_k + log pi_k(latent) ]
+
+    (for squashed components the shared Jacobian term cancels out of the logsumexp and is
+    subtracted once, so scoring stays exact). The mode is the mode of the most probable
+    component (the PMOE paper's evaluation action; Ren et al. 2021). ``entropy()`` has no
+    closed form; it returns the upper bound ``H(w) + sum_k w_k H(pi_k)`` (equality when the
+    components do not overlap).
+    """
+
+    components: Any
+    logits: jax.Array
+
+    @property
+    def event_ndim(self) -> int:
+        return self.components.event_ndim
+
+    def _weights_log(self):
+        return jax.nn.log_softmax(self.logits, axis=-1)
+
+    def _component_axis(self) -> int:
+        return -(self.event_ndim + 1)
+
+    def _select(self, per_component: jax.Array, index: jax.Array) -> jax.Array:
+        """``per_component[..., index, <event>]`` for a batch of indices ``index [...]``."""
+        axis = self._component_axis()
+        index = jnp.expand_dims(index, axis=tuple(range(-self.event_ndim - 1, 0)))
+        return jnp.take_along_axis(per_component, index, axis=axis).squeeze(axis)
+
+    def sample_latent(self, key):
+        key_component, key_latent = jax.random.split(key)
+        index = jax.random.categorical(key_component, self.logits)
+        return self._select(self.components.sample_latent(key_latent), index)
+
+    def log_prob(self, latent):
+        per_component = self.components.log_prob(jnp.expand_dims(latent, self._component_axis()))
+        return jax.nn.logsumexp(self._weights_log() + per_component, axis=-1)
+
+    def decode(self, latent):
+        return self.components.decode(latent)  # the components share their decoder
+
+    def mode_latent(self):
+        return self._select(self.components.mode_latent(), jnp.argmax(self.logits, axis=-1))
+
+    def entropy(self):
+        log_w = self._weights_log()
+        w = jnp.exp(log_w)
+        return -(w * log_w).sum(-1) + (w * self.components.entropy()).sum(-1)
+
+
+@struct.dataclass
+class DecodedPolicy(Policy):
+    """A latent policy whose latent is mapped to the action by ``decoder`` (e.g. a learned flow).
+
+    Sampling and scoring are the latent policy's: importance ratios compare latent densities (as
+    GoRL's PPO ratio does), and the decoder, which may be any function of the latent, only
+    produces the action. ``entropy()`` is the latent policy's.
+    """
+
+    latent_policy: Any
+    decoder: Callable = struct.field(pytree_node=False)
+
+    @property
+    def event_ndim(self) -> int:
+        return self.latent_policy.event_ndim
+
+    def sample_latent(self, key):
+        return self.latent_policy.sample_latent(key)
+
+    def log_prob(self, latent):
+        return self.latent_policy.log_prob(latent)
+
+    def decode(self, latent):
+        return self.decoder(self.latent_policy.decode(latent))
+
+    def mode_latent(self):
+        return self.latent_policy.mode_latent()
+
+    def entropy(self):
+        return self.latent_policy.entropy()

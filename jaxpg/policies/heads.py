@@ -1,14 +1,14 @@
-"""Policy heads: network features -> a distrax action distribution, built from the action spec."""
+"""Policy heads: network features -> a policy object (:mod:`jaxpg.policies.distributions`),
+chosen from the action spec. Networks (``jaxpg.nets``) receive a head as a module attribute."""
 
 from __future__ import annotations
 
-import distrax
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxpg.envs.core import Box, Discrete
 from jaxpg.nets.initializers import orthogonal
-from jaxpg.policies.distributions import tanh_gaussian
+from jaxpg.policies.distributions import Categorical, Gaussian, SquashedGaussian
 
 STD_MODES = ("state_independent", "state_dependent")
 
@@ -21,7 +21,7 @@ class CategoricalHead(nn.Module):
     @nn.compact
     def __call__(self, features):
         logits = nn.Dense(self.num_actions, kernel_init=orthogonal(0.01))(features)
-        return distrax.Categorical(logits=logits)
+        return Categorical(logits)
 
 
 class GaussianHead(nn.Module):
@@ -62,8 +62,8 @@ class GaussianHead(nn.Module):
             raise ValueError(f"unknown std_mode {self.std_mode!r}; valid choices: {', '.join(STD_MODES)}")
         std = jnp.exp(log_std)
         if self.action_spec.bounded:
-            return tanh_gaussian(mean, std, self.action_spec.low, self.action_spec.high)
-        return distrax.MultivariateNormalDiag(mean, std)
+            return SquashedGaussian(mean, std, jnp.asarray(self.action_spec.low), jnp.asarray(self.action_spec.high))
+        return Gaussian(mean, std)
 
 
 def policy_head(action_spec, std_mode: str = "state_independent", init_log_std: float = 0.0) -> nn.Module:
