@@ -205,8 +205,7 @@ def _check_options(args) -> None:
 
 
 def _new_plan(args) -> RunPlan:
-    import jaxpg
-    from jaxpg.algos import get_algorithm
+    from jaxpg.algos import get_algorithm, make_train
 
     try:
         cls = get_algorithm(args.algo)
@@ -218,7 +217,7 @@ def _new_plan(args) -> RunPlan:
     if args.out:  # before building anything: a bad --out costs nothing
         _check_out_dir(args.out, args.overwrite)
     try:
-        trainer = jaxpg.make_train(args.algo, env=args.env, hparams=hparam_overrides, **config_overrides)
+        trainer = make_train(args.algo, env=args.env, hparams=hparam_overrides, **config_overrides)
     except (ValueError, TypeError) as e:
         raise UsageError(str(e).splitlines()[0]) from None
     hparams = trainer.default_hparams
@@ -303,9 +302,9 @@ def cmd_train(args) -> int:
     import jax
     import numpy as np
 
-    import jaxpg
-    from jaxpg import checkpoint, progress
-    from jaxpg.algos.trainer import first_nonfinite
+    from jaxpg import checkpoint, progress, sweep
+    from jaxpg.algos.trainer import Result, first_nonfinite
+    from jaxpg.evaluation import evaluate
     from jaxpg.plotting import plot_learning_curves
 
     _enable_compilation_cache()
@@ -316,7 +315,7 @@ def cmd_train(args) -> int:
     stop_at = total if args.stop_after is None else min(total, done + args.stop_after)
     start = time.perf_counter()
     # Seeds run as one vmapped sweep (sharded over devices when there are several).
-    state, batched_hparams = jaxpg.sweep.init(trainer, seeds, plan.hparams, key=jax.random.key(plan.seed))
+    state, batched_hparams = sweep.init(trainer, seeds, plan.hparams, key=jax.random.key(plan.seed))
     metrics_parts = []
     if done:
         try:
@@ -338,7 +337,7 @@ def cmd_train(args) -> int:
                 n = min(chunk, stop_at - done)
                 t0 = time.perf_counter()
                 if n not in runners:
-                    runners[n] = jaxpg.sweep.runner(trainer, n, progress=bar.update,
+                    runners[n] = sweep.runner(trainer, n, progress=bar.update,
                                                     progress_every=max(1, total // 100)).compile(state, batched_hparams)
                     compile_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
@@ -371,7 +370,7 @@ def cmd_train(args) -> int:
         return 1
     wall = time.perf_counter() - start
     metrics = _merge(metrics_parts)
-    final = jaxpg.Result(params=state.params, metrics=metrics, state=state, algo=plan.algo, config=trainer.config)
+    final = Result(params=state.params, metrics=metrics, state=state, algo=plan.algo, config=trainer.config)
 
     _write_metrics(out_dir, metrics)
     plot_learning_curves(metrics, os.path.join(out_dir, "curves.png"), title)
@@ -379,7 +378,7 @@ def cmd_train(args) -> int:
         print(f"stopped after {done}/{total} iterations; continue with: jaxpg train --resume {out_dir}")
         return 0
 
-    eval_returns = np.asarray(jaxpg.evaluate(final, jax.random.key(plan.seed + 10_000), args.eval_episodes))
+    eval_returns = np.asarray(evaluate(final, jax.random.key(plan.seed + 10_000), args.eval_episodes))
     per_seed_eval = eval_returns.reshape(seeds, -1).mean(-1)
     train_return = np.asarray(metrics["episode_return"])[:, -1]
     env_steps = int(np.asarray(metrics["env_steps"])[0, -1])
@@ -423,9 +422,10 @@ def cmd_eval(args) -> int:
     import jax
     import numpy as np
 
-    import jaxpg
-    from jaxpg import checkpoint
+    from jaxpg import checkpoint, sweep
     from jaxpg.algos import get_algorithm
+    from jaxpg.algos.trainer import Result
+    from jaxpg.evaluation import evaluate
 
     _enable_compilation_cache()
     try:
@@ -434,12 +434,12 @@ def cmd_eval(args) -> int:
         trainer = cls(checkpoint.config_from_dict(cls.Config, info["config"]))
         hparams = cls.HParams(**info["hparams"])
         seeds = info["seeds"]
-        state_like, _ = jaxpg.sweep.init(trainer, seeds, hparams, key=jax.random.key(info["seed"]))
+        state_like, _ = sweep.init(trainer, seeds, hparams, key=jax.random.key(info["seed"]))
         state, metrics = checkpoint.restore(args.run_dir, state_like, info)
     except (checkpoint.CheckpointError, ValueError, TypeError) as e:
         raise UsageError(f"cannot evaluate {args.run_dir}: {str(e).splitlines()[0]}") from None
-    result = jaxpg.Result(params=state.params, metrics=metrics, state=state, algo=info["algo"], config=trainer.config)
-    returns = np.asarray(jaxpg.evaluate(result, jax.random.key(args.seed), args.episodes, deterministic=not args.stochastic))
+    result = Result(params=state.params, metrics=metrics, state=state, algo=info["algo"], config=trainer.config)
+    returns = np.asarray(evaluate(result, jax.random.key(args.seed), args.episodes, deterministic=not args.stochastic))
     per_seed = returns.reshape(seeds, -1)
     rows = [("run", args.run_dir), ("iterations trained", f"{info['iterations_done']}/{info['num_iterations']}")]
     rows += [(f"seed {i}", f"{r.mean():.1f} +- {r.std():.1f} ({args.episodes} ep)") for i, r in enumerate(per_seed)]
@@ -449,10 +449,11 @@ def cmd_eval(args) -> int:
 
 
 def cmd_list(args) -> int:
-    import jaxpg
+    from jaxpg.algos import ALGORITHMS
+    from jaxpg.envs import list_envs
 
-    print("algorithms:   " + ", ".join(jaxpg.ALGORITHMS))
-    print("environments: " + ", ".join(jaxpg.envs.list_envs()))
+    print("algorithms:   " + ", ".join(ALGORITHMS))
+    print("environments: " + ", ".join(list_envs()))
     return 0
 
 

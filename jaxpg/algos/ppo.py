@@ -89,15 +89,22 @@ def ppo_objective(policy, values, batch: Transition, advantages, targets, hparam
     ``policy``/``values``: the network's outputs on ``batch.obs``; ``batch``: the minibatch of
     transitions (``batch.extras["value"]``: the values it was collected with); ``advantages`` and
     ``targets``: GAE advantages and lambda-returns for it.
+
+    The batch, advantages and targets are arguments of the loss, hence constants of its gradient
+    with respect to the network parameters without any ``stop_gradient``; leaving them unstopped
+    lets a meta-gradient through ``step`` (e.g. with respect to a hyperparameter) see how the
+    collected data depend on it.
     """
     log_prob = policy.log_prob(batch.latent)
     if normalize_advantages:
         advantages = losses.normalize_advantages(advantages)
-    policy_loss, aux = losses.ppo_clip(log_prob, batch.log_prob, advantages, clip_eps=hparams.clip_eps)
+    policy_loss, aux = losses.ppo_clip(log_prob, batch.log_prob, advantages, clip_eps=hparams.clip_eps,
+                                       stop_target_gradients=False)
     if clip_value_loss:
-        v_loss, _ = losses.value_loss(values, targets, old_values=batch.extras["value"], clip_eps=hparams.clip_eps)
+        v_loss, _ = losses.value_loss(values, targets, old_values=batch.extras["value"], clip_eps=hparams.clip_eps,
+                                      stop_target_gradients=False)
     else:
-        v_loss, _ = losses.value_loss(values, targets)
+        v_loss, _ = losses.value_loss(values, targets, stop_target_gradients=False)
     ent_loss, ent_aux = losses.entropy_loss(policy.entropy())
     total = policy_loss + hparams.vf_coef * v_loss + hparams.ent_coef * ent_loss
     return total, {

@@ -17,6 +17,7 @@ def reinforce_surrogate(
     returns: Array,
     baseline: Array | None = None,
     mask: Array | None = None,
+    stop_target_gradients: bool = True,
 ) -> tuple[Array, dict[str, Array]]:
     r"""REINFORCE / GPOMDP surrogate loss with an optional baseline.
 
@@ -30,8 +31,9 @@ def reinforce_surrogate(
     estimator (Baxter & Bartlett 2001, "Infinite-Horizon Policy-Gradient Estimation", JAIR 15);
     with the full-episode return at every step it is REINFORCE (Williams 1992, "Simple statistical
     gradient-following algorithms for connectionist reinforcement learning", Machine Learning 8).
-    ``returns - baseline`` is wrapped in ``stop_gradient``, so neither the returns nor the baseline
-    receives gradient from this loss (train a learned baseline with :func:`value_loss`).
+    ``returns - baseline`` is wrapped in ``stop_gradient`` (unless ``stop_target_gradients=False``),
+    so neither the returns nor the baseline receives gradient from this loss (train a learned
+    baseline with :func:`value_loss`).
 
     Note the time *sum*: the loss scale grows with ``T``, unlike the per-step means of
     :func:`ppo_clip`.
@@ -41,6 +43,9 @@ def reinforce_surrogate(
       returns: ``[T, B]`` returns :math:`G_t`.
       baseline: ``None`` (zero) or ``[T, B]`` baseline values.
       mask: ``None`` (all valid) or ``[T, B]`` bool/float validity mask.
+      stop_target_gradients: as in rlax; pass False only when ``returns`` and ``baseline`` are
+        already constants of what you differentiate (e.g. separate arguments of your loss), so
+        that an outer derivative (a meta-gradient through the update) can flow through them.
 
     Returns:
       ``(loss, aux)`` with scalar ``loss`` and ``aux = {"mean_advantage": masked mean of
@@ -53,7 +58,8 @@ def reinforce_surrogate(
         advantages = returns - baseline
     else:
         advantages = returns
-    advantages = jax.lax.stop_gradient(advantages)
+    if stop_target_gradients:
+        advantages = jax.lax.stop_gradient(advantages)
     terms = log_probs * advantages
     if mask is not None:
         chex.assert_equal_shape([log_probs, mask])
@@ -71,6 +77,7 @@ def ppo_clip(
     *,
     clip_eps: Numeric,
     mask: Array | None = None,
+    stop_target_gradients: bool = True,
 ) -> tuple[Array, dict[str, Array]]:
     r"""PPO clipped surrogate loss.
 
@@ -83,8 +90,8 @@ def ppo_clip(
     The ``min`` makes the objective a pessimistic bound: once the ratio has moved past the clip
     range in the direction the advantage rewards, the gradient for that sample is zero.
 
-    ``advantages`` and ``old_log_probs`` are constants (``stop_gradient``): only ``log_probs`` is
-    differentiated.
+    ``advantages`` and ``old_log_probs`` are constants (``stop_gradient``, unless
+    ``stop_target_gradients=False``): only ``log_probs`` is differentiated.
 
     Reference: Schulman, Wolski, Dhariwal, Radford, Klimov (2017), "Proximal Policy Optimization
     Algorithms", arXiv:1707.06347, eq. (7).
@@ -95,6 +102,9 @@ def ppo_clip(
       advantages: ``[...]`` advantage estimates.
       clip_eps: clip range :math:`\epsilon`, a Python or traced scalar.
       mask: ``None`` or a bool/float validity mask of the same shape.
+      stop_target_gradients: as in rlax; pass False only when ``advantages`` and
+        ``old_log_probs`` are already constants of what you differentiate (e.g. separate
+        arguments of your loss), so that a meta-gradient through the update can flow through them.
 
     Returns:
       ``(loss, aux)`` with scalar ``loss`` and ``aux`` holding ``"clip_fraction"``
@@ -103,8 +113,10 @@ def ppo_clip(
       :math:`\mathrm{KL}(\pi_\text{old} \| \pi)`).
     """
     chex.assert_equal_shape([log_probs, old_log_probs, advantages])
-    advantages = jax.lax.stop_gradient(advantages)
-    log_ratio = log_probs - jax.lax.stop_gradient(old_log_probs)
+    if stop_target_gradients:
+        advantages = jax.lax.stop_gradient(advantages)
+        old_log_probs = jax.lax.stop_gradient(old_log_probs)
+    log_ratio = log_probs - old_log_probs
     ratio = jnp.exp(log_ratio)
     clipped_ratio = jnp.clip(ratio, 1.0 - clip_eps, 1.0 + clip_eps)
     objective = jnp.minimum(ratio * advantages, clipped_ratio * advantages)

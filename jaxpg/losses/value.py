@@ -19,6 +19,7 @@ def value_loss(
     old_values: Array | None = None,
     clip_eps: Numeric | None = None,
     mask: Array | None = None,
+    stop_target_gradients: bool = True,
 ) -> tuple[Array, dict[str, Array]]:
     r"""Squared-error value loss, optionally with PPO-style value clipping.
 
@@ -35,7 +36,9 @@ def value_loss(
 
     The ``max`` is pessimistic in the same way as PPO's policy clip: a value prediction that has
     moved more than ``eps`` from ``old_values`` stops being pulled further towards the target.
-    ``targets`` and ``old_values`` are constants (``stop_gradient``).
+    ``targets`` and ``old_values`` are constants (``stop_gradient``, unless
+    ``stop_target_gradients=False``: then they must already be constants of what you
+    differentiate, and a meta-gradient through the update flows through them).
 
     Reference: value clipping appears in the PPO reference implementation (OpenAI baselines
     ppo2) accompanying Schulman et al. (2017), "Proximal Policy Optimization Algorithms",
@@ -47,6 +50,7 @@ def value_loss(
       old_values: ``None`` or ``[...]`` values predicted when the data was collected.
       clip_eps: ``None`` or the clip range, a Python or traced scalar.
       mask: ``None`` or a bool/float validity mask of the same shape.
+      stop_target_gradients: see above (as in rlax).
 
     Returns:
       ``(loss, aux)``: the scalar loss and ``{"clip_fraction": ...}``, the fraction of valid entries
@@ -61,12 +65,14 @@ def value_loss(
             "loss, neither for the plain one); got "
             f"old_values={'None' if old_values is None else 'an array'}, clip_eps={clip_eps!r}.")
     chex.assert_equal_shape([values, targets])
-    targets = jax.lax.stop_gradient(targets)
+    if stop_target_gradients:
+        targets = jax.lax.stop_gradient(targets)
     squared_error = jnp.square(values - targets)
     clip_fraction = jnp.zeros((), squared_error.dtype)
     if old_values is not None:
         chex.assert_equal_shape([values, old_values])
-        old_values = jax.lax.stop_gradient(old_values)
+        if stop_target_gradients:
+            old_values = jax.lax.stop_gradient(old_values)
         clipped_values = old_values + jnp.clip(values - old_values, -clip_eps, clip_eps)
         clipped_error = jnp.square(clipped_values - targets)
         clip_fraction = jax.lax.stop_gradient(masked_mean(clipped_error > squared_error, mask))

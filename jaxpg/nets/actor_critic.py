@@ -1,14 +1,18 @@
-"""The actor-critic network pair: separate MLP torsos for the policy and the value function."""
+"""The actor-critic network pair: separate MLP torsos for the policy and the value function.
+
+The policy head (features -> policy object) is passed in as a module (``head=``): networks know
+nothing of action spaces or policy classes (``jaxpg.policies.policy_head`` builds the head that
+fits an action spec), so this layer does not depend on the policies layer above it.
+"""
 
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax.numpy as jnp
 
 from jaxpg.nets.mlp import MLP, ValueHead
-from jaxpg.policies.heads import policy_head
 
 
 def flatten_obs(obs, obs_ndim: int):
