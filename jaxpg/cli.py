@@ -332,13 +332,17 @@ def cmd_train(args) -> int:
     print(f"jaxpg: {plan.algo} on {trainer.config.env}, {seeds} seed(s), {total} iterations "
           f"x {trainer.steps_per_iteration} steps -> {out_dir}", file=sys.stderr)
     try:
-        with progress.bar(total=total, desc=f"{plan.algo} {trainer.config.env}", initial=done) as bar:
+        with progress.bar(total=total, desc=f"{plan.algo} {trainer.config.env}", initial=done,
+                          disable=args.progress == "off") as bar:
+            # A live bar only on a terminal: a program with a host callback cannot be stored in
+            # the persistent compilation cache, so piped and scripted runs go without one.
+            callback = bar.update if (args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())) else None
             while done < stop_at:
                 n = min(chunk, stop_at - done)
                 t0 = time.perf_counter()
                 if n not in runners:
-                    runners[n] = sweep.runner(trainer, n, progress=bar.update,
-                                                    progress_every=max(1, total // 100)).compile(state, batched_hparams)
+                    runners[n] = sweep.runner(trainer, n, progress=callback,
+                                              progress_every=max(1, total // 100)).compile(state, batched_hparams)
                     compile_seconds += time.perf_counter() - t0
                 t0 = time.perf_counter()
                 result = runners[n](state, batched_hparams)
@@ -349,6 +353,7 @@ def cmd_train(args) -> int:
                     break  # this chunk's state is not saved: the last good checkpoint stays
                 state = result.state
                 metrics_parts.append(chunk_metrics)
+                bar.update(done + n, chunk_metrics["episode_return"][..., -1])  # at least once per chunk
                 done += n
                 iterations_run += n
                 checkpoint.save(out_dir, state, _merge(metrics_parts), _run_info(plan, done))
@@ -482,6 +487,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
     train.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes per seed at the end")
     train.add_argument("--threshold", type=float, help="count seeds whose eval return reaches this")
+    train.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
+                       help="live progress from inside the run: auto = when stderr is a terminal")
     ev = sub.add_parser("eval", help="evaluate a saved run")
     ev.add_argument("run_dir")
     ev.add_argument("--episodes", type=int, default=20)

@@ -22,11 +22,11 @@ import numpy as np
 class Bar:
     """A tqdm bar whose ``update(iteration, episode_return)`` is a progress callback."""
 
-    def __init__(self, total: int, desc: str = "train", initial: int = 0):
+    def __init__(self, total: int, desc: str = "train", initial: int = 0, disable: bool = False):
         from tqdm.auto import tqdm
 
         self.done = initial
-        self.tqdm = tqdm(total=total, initial=initial, desc=desc, unit="it", dynamic_ncols=True)
+        self.tqdm = tqdm(total=total, initial=initial, desc=desc, unit="it", dynamic_ncols=True, disable=disable)
 
     def update(self, iteration, episode_return) -> None:
         iteration = int(np.max(iteration))  # absolute iteration; batched under vmap
@@ -42,9 +42,9 @@ class Bar:
 
 
 @contextlib.contextmanager
-def bar(total: int, desc: str = "train", initial: int = 0):
+def bar(total: int, desc: str = "train", initial: int = 0, disable: bool = False):
     """A :class:`Bar` for the block; ``initial``: iterations already done (resumed runs)."""
-    progress_bar = Bar(total, desc, initial)
+    progress_bar = Bar(total, desc, initial, disable)
     try:
         yield progress_bar
     finally:

@@ -157,7 +157,8 @@ def test_reinforce_learns_cartpole_and_zero_learning_rate_does_not():
 @pytest.mark.slow
 def test_ppo_learns_a_little_on_minatar_grid_observations():
     """PPO on Breakout-MinAtar's 10x10x4 grids (flattened by the network), 50k steps; per seed:
-    mean training return over the last 10% of iterations. Spread over 20 keys: SPREAD_MINATAR.
+    mean training return over the last 10% of iterations. Spread over 20 keys: working min 4.9,
+    median 5.4, max 6.3 (initial ~0.4); zero learning rate max 0.45; flipped sign max 0.001.
     Criterion: median of 4 seeds > 1."""
     working, criterion = learning_criteria.run("ppo_minatar_breakout")
     assert criterion.passes(working), working
