@@ -92,8 +92,8 @@ CRITERIA: dict[str, Criterion] = {
         last_returns(0.1), threshold=100.0, seeds=4,
     ),
     "ppo_minatar_breakout": Criterion(
-        "mean training return, last 10% of 50k steps",
-        lambda: jaxpg.make_train("ppo", env="Breakout-MinAtar", total_steps=50_000, num_envs=8, num_steps=64,
+        "mean training return, last 10% of 30k steps",
+        lambda: jaxpg.make_train("ppo", env="Breakout-MinAtar", total_steps=30_000, num_envs=8, num_steps=64,
                                  lr_schedule="constant", learning_rate=1e-3),
         last_returns(0.1), threshold=1.0, seeds=4,
     ),

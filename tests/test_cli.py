@@ -130,10 +130,9 @@ def test_overwrite_replaces_a_run_only_when_asked(full_run, tmp_path):
     run = str(tmp_path / "again")
     shutil.copytree(full_run, run)
     (pathlib.Path(run) / "notes.txt").write_text("mine")
-    argv = ["train", "ppo", "--env", "CartPole-v1", "--total-steps", "512", "--eval-episodes", "1", "--out", run]
-    assert cli.main(argv + ["--overwrite"]) == 0
+    assert cli.main(SMALL + ["--seed", "1", "--out", run, "--overwrite"]) == 0
     info = checkpoint.load_info(run)
-    assert info["num_iterations"] == 1 and info["seeds"] == 1
+    assert info["seed"] == 1 and info["iterations_done"] == 4
     assert (pathlib.Path(run) / "notes.txt").read_text() == "mine"  # only jaxpg's own files were replaced
 
 

@@ -28,7 +28,9 @@ def _text_outputs(nb) -> str:
 @pytest.mark.slow
 def test_quickstart_notebook_runs(tmp_path, monkeypatch):
     # The notebook reads its budget from these; the kernel inherits this process's environment.
-    monkeypatch.setenv("JAXPG_NOTEBOOK_STEPS", "4096")
+    # The budget of tests/test_algos.py's and tests/test_sweep.py's PPO runs: the same programs,
+    # compiled once per session.
+    monkeypatch.setenv("JAXPG_NOTEBOOK_STEPS", "2048")
     monkeypatch.setenv("JAXPG_NOTEBOOK_SEEDS", "2")
     monkeypatch.setenv("MPLBACKEND", "module://matplotlib_inline.backend_inline")
 

@@ -14,6 +14,12 @@ import pytest
 import jaxpg
 
 
+# The notebook's sweep (3 learning rates x 2 seeds, PPO CartPole at this budget): one program,
+# compiled once per session through tests/conftest.py's compilation cache.
+SMALL_PPO_STEPS = 4 * 512
+LEARNING_RATES = [1e-4, 3e-4, 1e-3]
+
+
 def test_grid_is_cartesian_product_and_validates():
     hp = jaxpg.sweep.grid(jaxpg.algos.PPOHParams(), learning_rate=[1e-4, 1e-3], clip_eps=[0.1, 0.2, 0.3])
     assert hp.learning_rate.shape == (6,)
@@ -30,11 +36,11 @@ def test_grid_is_cartesian_product_and_validates():
 
 def test_old_style_keys_and_bad_keys():
     """An old-style uint32[2] PRNGKey works like a typed key (same runs); batches of keys do not."""
-    train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=512)
-    hp = jaxpg.sweep.grid(train.default_hparams, learning_rate=[1e-4, 1e-3])
+    train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=SMALL_PPO_STEPS)
+    hp = jaxpg.sweep.grid(train.default_hparams, learning_rate=LEARNING_RATES)
     typed = jaxpg.sweep.run(train, seeds=2, hparams=hp, key=jax.random.key(3))
     old = jaxpg.sweep.run(train, seeds=2, hparams=hp, key=jax.random.PRNGKey(3))
-    assert old.metrics["loss"].shape == (2, 2, 1)
+    assert old.metrics["loss"].shape == (3, 2, 4)
     np.testing.assert_array_equal(typed.metrics["loss"], old.metrics["loss"])
     with pytest.raises(ValueError, match="key must be a single PRNG key"):
         jaxpg.sweep.run(train, seeds=2, key=jax.random.split(jax.random.key(0), 2))
@@ -49,11 +55,11 @@ def test_old_style_keys_and_bad_keys():
 
 def test_sweep_matches_individual_runs():
     """Each (hparams, seed) cell of the vmapped sweep equals the same run made on its own."""
-    train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=2 * 512)
-    hp = jaxpg.sweep.grid(train.default_hparams, learning_rate=[1e-4, 1e-3])
+    train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=SMALL_PPO_STEPS)
+    hp = jaxpg.sweep.grid(train.default_hparams, learning_rate=LEARNING_RATES)
     key = jax.random.key(7)
     out = jaxpg.sweep.run(train, seeds=2, hparams=hp, key=key)
-    assert out.metrics["loss"].shape == (2, 2, 2)
+    assert out.metrics["loss"].shape == (3, 2, 4)
     seed_keys = jax.random.split(key, 2)
     single = jax.jit(train)(seed_keys[1], jax.tree.map(lambda x: x[1], hp))
     cell = jax.tree.map(lambda x: x[1, 1], out)
@@ -84,7 +90,8 @@ SHARDED_SCRIPT = textwrap.dedent(
 
 
 def test_sharded_sweep_equals_unsharded_on_four_host_devices():
-    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=4", JAX_PLATFORMS="cpu")
+    flags = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=4"
+    env = dict(os.environ, XLA_FLAGS=flags.strip(), JAX_PLATFORMS="cpu")
     proc = subprocess.run([sys.executable, "-c", SHARDED_SCRIPT], env=env, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     report = json.loads(proc.stdout.strip().splitlines()[-1])
