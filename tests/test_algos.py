@@ -10,7 +10,6 @@ import pytest
 
 import jaxpg
 import learning_criteria
-from jaxpg.algos import PPO, PPOConfig, Reinforce, ReinforceConfig
 
 
 def _leaves_close(a, b, **kw):

@@ -4,13 +4,10 @@ networks, optimizers, observation normalization and episode statistics."""
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
 
 import jax
 import jax.numpy as jnp
-import numpy as np
 import optax
-from flax import struct
 
 from jaxpg import optim
 from jaxpg.algos import validation

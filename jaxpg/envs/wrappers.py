@@ -26,6 +26,8 @@ class PermutedObservations(Environment):
     """Reports ``obs[permutation]``: a new permutation is a new task with the same dynamics
     (a standard probe of plasticity, e.g. Lyle et al. 2024; Dohare et al. 2024)."""
 
+    has_level_sampler = True
+
     def __init__(self, env: Environment):
         if len(env.observation_spec.shape) != 1:
             raise ValueError(f"PermutedObservations needs vector observations, got shape {env.observation_spec.shape}")
@@ -38,8 +40,6 @@ class PermutedObservations(Environment):
         # loosest bounds that hold for every permutation.
         self.observation_spec = Box.make(spec.low.min(), spec.high.max(), spec.shape)
         self.action_spec = env.action_spec
-
-    has_level_sampler = True
 
     def sample_params(self, key: jax.Array, inner: Any = None) -> PermutedParams:
         """A level: the wrapped env's params (default ones unless given) and a random permutation."""

@@ -136,8 +136,9 @@ class Gaussian(Policy):
 
 
 @struct.dataclass
-class SquashedGaussian(Policy):
-    """Diagonal Gaussian latent squashed by ``tanh`` and scaled into the box ``[low, high]``.
+class SquashedGaussian(Gaussian):
+    """A diagonal Gaussian latent (sampled, with mode and entropy, as :class:`Gaussian`) squashed
+    by ``tanh`` and scaled into the box ``[low, high]``.
 
     ``entropy()`` has no closed form for the squashed distribution; it returns the entropy of the
     latent Gaussian (what rlax/CleanRL-style PPO regularizes), which bounds the squashed entropy
@@ -145,15 +146,8 @@ class SquashedGaussian(Policy):
     sum log scale``.
     """
 
-    mean: jax.Array
-    std: jax.Array
     low: jax.Array
     high: jax.Array
-
-    def _latent(self):
-        import distrax
-
-        return distrax.MultivariateNormalDiag(self.mean, self.std)
 
     def _squash(self):
         import distrax
@@ -162,20 +156,11 @@ class SquashedGaussian(Policy):
         affine = distrax.ScalarAffine(shift=(high + low) / 2.0, scale=(high - low) / 2.0)
         return distrax.Block(distrax.Chain([affine, distrax.Tanh()]), 1)
 
-    def sample_latent(self, key):
-        return self._latent().sample(seed=key)
-
     def log_prob(self, latent):
-        return self._latent().log_prob(latent) - self._squash().forward_log_det_jacobian(latent)
+        return self._dist().log_prob(latent) - self._squash().forward_log_det_jacobian(latent)
 
     def decode(self, latent):
         return self._squash().forward(latent)
-
-    def mode_latent(self):
-        return self.mean
-
-    def entropy(self):
-        return self._latent().entropy()
 
 
 @struct.dataclass
