@@ -31,6 +31,7 @@ import optax
 
 import jaxpg
 from jaxpg import optim
+from jaxpg.algos.trainer import weight_diagnostics
 from jaxpg.nets import MLP
 
 ARMS = {"none": ("none", False), "norm": ("layer_norm", False), "nap": ("layer_norm", True)}
@@ -66,7 +67,7 @@ def supervised(seed_keys, arm: str, tasks: int, steps_per_task: int) -> dict:
             grads = jax.grad(loss_fn)(params, inputs[idx], labels[idx])
             updates, opt_state = tx.update(grads, opt_state, params)
             new_params = optax.apply_updates(params, updates)
-            diag = jaxpg.algos.common.weight_diagnostics(params, new_params)
+            diag = weight_diagnostics({"": params}, {"": new_params})
             return (new_params, opt_state, labels), diag
 
         def task(carry, key):
