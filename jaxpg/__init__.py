@@ -15,13 +15,15 @@ import importlib
 
 __version__ = "0.1.0"
 
-_SUBMODULES = ("algos", "checkpoint", "envs", "estimators", "evaluation", "losses", "nets", "optim", "policies",
-               "progress", "sweep")
+_SUBMODULES = ("algos", "checkpoint", "distributed", "envs", "estimators", "evaluation", "losses", "nets", "optim",
+               "policies", "prng", "progress", "sweep")
 _NAMES = {
     "ALGORITHMS": "jaxpg.algos",
     "Result": "jaxpg.algos",
     "check_finite": "jaxpg.algos",
     "make_train": "jaxpg.algos",
+    "enable_compilation_cache": "jaxpg.runtime",
+    "use_all_cpu_cores": "jaxpg.runtime",
     "evaluate": "jaxpg.evaluation",
     "policy_fn": "jaxpg.evaluation",
 }

@@ -18,6 +18,8 @@ import sys
 import time
 import typing
 
+from jaxpg.runtime import enable_compilation_cache, use_all_cpu_cores
+
 
 class UsageError(Exception):
     """A bad command line: printed as one line, exit status 2."""
@@ -142,14 +144,6 @@ def _prepare_out_dir(path: str, overwrite: bool) -> str:
             elif os.path.exists(target):
                 os.remove(target)
     return path
-
-
-def _enable_compilation_cache() -> None:
-    import jax
-
-    cache = os.environ.get("JAXPG_CACHE_DIR", os.path.join(os.path.expanduser("~"), ".cache", "jaxpg", "xla"))
-    jax.config.update("jax_compilation_cache_dir", cache)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.5)
 
 
 # -- train --------------------------------------------------------------------------------------
@@ -307,7 +301,11 @@ def cmd_train(args) -> int:
     from jaxpg.evaluation import evaluate
     from jaxpg.plotting import plot_learning_curves
 
-    _enable_compilation_cache()
+    try:  # seeds run in parallel, one shard per core (only possible before JAX's first computation)
+        use_all_cpu_cores()
+    except RuntimeError:
+        pass
+    enable_compilation_cache()
     plan = _resume_plan(args) if args.resume else _new_plan(args)
     trainer, seeds, out_dir, done = plan.trainer, plan.seeds, plan.out_dir, plan.done
     total = trainer.num_iterations
@@ -432,7 +430,7 @@ def cmd_eval(args) -> int:
     from jaxpg.algos.trainer import Result
     from jaxpg.evaluation import evaluate
 
-    _enable_compilation_cache()
+    enable_compilation_cache()
     try:
         info = checkpoint.load_info(args.run_dir)
         cls = get_algorithm(info["algo"])

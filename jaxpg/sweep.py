@@ -15,11 +15,17 @@ Long runs in chunks (what the CLI does for checkpoints and progress)::
 
 Hyperparameters may hold arrays or pytrees (a learned objective's parameters): a leaf is batched
 when it has one more axis than the same leaf of ``train.default_hparams``.
+
+Across several processes (hosts): call ``jaxpg.distributed.initialize`` (or
+``jax.distributed.initialize``) first in each, then make the same calls with the same arguments.
+The run axis is then split across every process's devices, each process runs its own slice, and
+``run`` and the runner return the whole Result on every process, shaped as in one process.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from typing import Any, Callable
 
@@ -28,6 +34,8 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
+from jaxpg import distributed
+from jaxpg.algos.trainer import compiler_options
 from jaxpg.algos.validation import validate
 
 
@@ -113,7 +121,11 @@ def _flatten(train, seeds, hparams, key):
 
 
 def _sharded(tree, shard: bool):
-    """``tree`` (leading run axis) padded to a multiple of the device count and split across devices."""
+    """``tree`` (leading run axis) padded to a multiple of the device count and split across devices.
+
+    The devices are ``jax.devices()``: those of every process after ``jax.distributed.initialize``,
+    each process then running only the runs that land on its own devices.
+    """
     devices = jax.devices()
     total = jax.tree.leaves(tree)[0].shape[0]
     if not shard or len(devices) == 1:
@@ -121,7 +133,9 @@ def _sharded(tree, shard: bool):
     padded = -(-total // len(devices)) * len(devices)
     pad = lambda x: jnp.concatenate([x, jnp.repeat(x[-1:], padded - total, axis=0)]) if padded > total else x
     sharding = NamedSharding(Mesh(np.asarray(devices), ("sweep",)), PartitionSpec("sweep"))
-    return jax.device_put(jax.tree.map(pad, tree), sharding), total
+    if jax.process_count() == 1:
+        return jax.device_put(jax.tree.map(pad, tree), sharding), total
+    return jax.tree.map(lambda x: distributed.global_array(pad(x), sharding), tree), total
 
 
 def run(train, seeds: int = 1, hparams: Any = None, key: jax.Array | None = None, shard: bool = True,
@@ -133,21 +147,33 @@ def run(train, seeds: int = 1, hparams: Any = None, key: jax.Array | None = None
       seeds: number of seeds (keys split from ``key``).
       hparams: None (``train.default_hparams``), a single HParams, or a batched one from ``grid``.
       key: base PRNG key (default ``jax.random.key(0)``); old-style ``PRNGKey`` keys work too.
-      shard: split the runs across ``jax.devices()`` when there are several.
+      shard: split the runs across ``jax.devices()`` when there are several (every process's
+        devices after ``jaxpg.distributed.initialize``; with ``shard=False`` each process runs
+        them all).
       progress, progress_every: a host callback ``progress(iteration, episode_return)`` (e.g.
         ``jaxpg.progress.Bar.update``) called every ``progress_every`` iterations.
 
-    Returns the Result with leading axes ``[H, S]`` for batched hparams, else ``[S]``.
+    Returns the Result with leading axes ``[H, S]`` for batched hparams, else ``[S]``, whole on
+    every process of a multi-process run. Progress callbacks run in process 0.
     """
     flat_keys, flat_hparams, lead = _flatten(train, seeds, hparams, key)
+    distributed.check_same_on_every_process((flat_keys, flat_hparams), "seeds, hparams or key")
     (flat_keys, flat_hparams), total = _sharded((flat_keys, flat_hparams), shard)
+    program = _sweep_program(train, total, lead, progress, progress_every)
+    return distributed.gather(program(flat_keys, flat_hparams))
+
+
+@functools.lru_cache(maxsize=32)
+def _sweep_program(train, total: int, lead: tuple, progress, progress_every: int):
+    """The jitted sweep, one per (trainer, shape, callback): a second ``run`` of the same sweep
+    reuses the compiled program instead of tracing and compiling a new closure."""
 
     def sweep(keys, hparams):
         result = jax.vmap(lambda k, h: train(k, h, progress=progress, progress_every=progress_every))(keys, hparams)
+        # Trim and reshape inside the same program rather than one eager slice per output leaf.
         return jax.tree.map(lambda x: x[:total].reshape(lead + x.shape[1:]), result)
 
-    # Trim and reshape inside the same program rather than one eager slice per output leaf.
-    return jax.jit(sweep)(flat_keys, flat_hparams)
+    return jax.jit(sweep, compiler_options=compiler_options())
 
 
 def init(train, seeds: int = 1, hparams: Any = None, key: jax.Array | None = None, env_params: Any = None):
@@ -156,14 +182,17 @@ def init(train, seeds: int = 1, hparams: Any = None, key: jax.Array | None = Non
     flat_keys, flat_hparams, lead = _flatten(train, seeds, hparams, key)
     if len(lead) != 1:
         raise ValueError("sweep.init takes one set of hparams (a seeds-only sweep)")
-    states = jax.jit(jax.vmap(lambda k, h: train.init(k, h, env_params)))(flat_keys, flat_hparams)
+    states = jax.jit(jax.vmap(lambda k, h: train.init(k, h, env_params)),
+                     compiler_options=compiler_options())(flat_keys, flat_hparams)
     return states, flat_hparams
 
 
 class Runner:
     """A compiled ``(states, hparams) -> Result`` that continues every run of a batch by
     ``num_iterations`` (states from :func:`init` or a previous Result's ``state``), sharded over
-    devices like :func:`run`. ``compile(states, hparams)`` compiles ahead of the first call."""
+    devices like :func:`run` (every process's, each process getting the whole Result, after
+    ``jaxpg.distributed.initialize``). ``compile(states, hparams)`` compiles ahead of the first
+    call."""
 
     def __init__(self, train, num_iterations: int, shard: bool = True, progress: Callable | None = None,
                  progress_every: int = 1):
@@ -172,7 +201,7 @@ class Runner:
                                                    progress_every=progress_every))(states, hparams)
 
         self.shard = shard
-        self._jitted = jax.jit(chunk)
+        self._jitted = jax.jit(chunk, compiler_options=compiler_options())
         self._compiled = None
 
     def compile(self, states, hparams) -> "Runner":
@@ -181,8 +210,10 @@ class Runner:
         return self
 
     def __call__(self, states, hparams):
+        # Only the hparams must agree exactly: each run's state comes from one process's copy.
+        distributed.check_same_on_every_process(hparams, "hparams")
         (states, hparams), total = _sharded((states, hparams), self.shard)
-        result = (self._compiled or self._jitted)(states, hparams)
+        result = distributed.gather((self._compiled or self._jitted)(states, hparams))
         padded = jax.tree.leaves(result.state)[0].shape[0]
         return result if padded == total else jax.tree.map(lambda x: x[:total], result)
 

@@ -54,12 +54,44 @@ def _tg_decode_and_distrax_log_prob(mu, std, low, high, u):
     actions = jax.vmap(dist.decode)(u)
     # An independent route: distrax's own Transformed distribution, scoring the *action* (it
     # inverts the squash), where jaxpg scores the latent.
-    transformed = distrax.Transformed(distrax.MultivariateNormalDiag(mu, std), dist._squash())
+    squash = distrax.Block(distrax.Chain([distrax.ScalarAffine(shift=(high + low) / 2, scale=(high - low) / 2),
+                                          distrax.Tanh()]), 1)
+    transformed = distrax.Transformed(distrax.MultivariateNormalDiag(mu, std), squash)
     return actions, jax.vmap(transformed.log_prob)(actions)
 
 
 def _f32(*xs):
     return tuple(jnp.asarray(x, jnp.float32).reshape(-1) if np.ndim(x) <= 1 else jnp.asarray(x, jnp.float32) for x in xs)
+
+
+# --------------------------------------------------------------------------------------------
+# Closed forms against distrax (an independent implementation of the same distributions).
+
+
+def test_categorical_matches_distrax():
+    logits = jax.random.normal(jax.random.key(0), (6, 4)) * 2.0
+    ours, theirs = policies.Categorical(logits), distrax.Categorical(logits=logits)
+    actions = jnp.arange(6) % 4
+    np.testing.assert_allclose(ours.log_prob(actions), theirs.log_prob(actions), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.entropy(), theirs.entropy(), rtol=1e-6, atol=1e-6)
+    np.testing.assert_array_equal(ours.mode(), theirs.mode())
+    key = jax.random.key(3)
+    np.testing.assert_array_equal(ours.sample_latent(key), theirs.sample(seed=key))  # same draws
+    # Frequencies follow softmax(logits) (an independent check of sampling).
+    draws = policies.Categorical(jnp.broadcast_to(logits[0], (40_000, 4))).sample_latent(key)
+    freq = np.bincount(np.asarray(draws), minlength=4) / draws.size
+    np.testing.assert_allclose(freq, jax.nn.softmax(logits[0]), atol=0.01)
+
+
+def test_gaussian_matches_distrax():
+    mean = jnp.array([[0.3, -1.0, 2.0], [0.0, 0.5, -0.5]])
+    std = jnp.array([[0.5, 1.0, 2.0], [1.5, 0.2, 1.0]])
+    ours, theirs = policies.Gaussian(mean, std), distrax.MultivariateNormalDiag(mean, std)
+    x = jnp.array([[0.0, 0.0, 1.0], [1.0, 0.4, -2.0]])
+    np.testing.assert_allclose(ours.log_prob(x), theirs.log_prob(x), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(ours.entropy(), theirs.entropy(), rtol=1e-6, atol=1e-6)
+    key = jax.random.key(5)
+    np.testing.assert_allclose(ours.sample_latent(key), theirs.sample(seed=key), rtol=1e-6, atol=1e-6)
 
 
 # (low, high, mu, std): not centred in the box, and one asymmetric box.

@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 from flax import struct
 
+from jaxpg import prng
 from jaxpg.envs import VectorEnv
 from jaxpg.policies import ActionSample
 
@@ -54,8 +55,10 @@ def rollout(venv: VectorEnv, act: ActFn, key: jax.Array, env_state: Any, obs: ja
     """``num_steps`` steps of ``venv`` from ``(env_state, obs)`` in one ``lax.scan``.
 
     Returns the final environment state and observation (to continue from) and the transitions.
-    Each step splits its key into the policy's and the environment's.
+    Each step splits its key into the policy's and the environment's. The keys are re-typed to
+    :func:`jaxpg.prng.unrolled` (the same random numbers, without XLA:CPU's per-call loop).
     """
+    key = prng.unrolled(key)
 
     def env_step(carry, step_key):
         env_state, obs = carry

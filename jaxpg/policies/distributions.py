@@ -16,26 +16,32 @@ Algorithms store and score the *latent*:
 
       log pi(a) = log N(u; mu, sigma) - sum_i [ log scale_i + log(1 - tanh(u_i)^2) ],
 
-  evaluated from ``u`` (distrax's stable ``forward_log_det_jacobian``), never by inverting tanh
-  at a saturated action. The Jacobian does not depend on the policy's parameters, so it cancels in
+  evaluated from ``u`` in a form that stays exact where ``tanh(u)`` saturates, never by inverting
+  tanh at a saturated action. The Jacobian does not depend on the policy's parameters, so it cancels in
   importance ratios;
 * ``Mixture``: K components of one kind sharing the latent space; the mixture log-likelihood is a
   logsumexp over components;
 * ``DecodedPolicy``: any latent policy pushed through a decoder (e.g. a learned generative one):
   the latent is what is scored, the decoder only maps it to the action.
 
-Every policy is a pytree (a flax struct), so it can cross ``jit``/``vmap`` boundaries. distrax is
-imported where a policy is used, not when jaxpg is imported.
+Every policy is a pytree (a flax struct), so it can cross ``jit``/``vmap`` boundaries. The
+densities are written out in closed form rather than built from distrax objects: the same
+numbers (``tests/test_policies.py`` checks them against distrax), fewer traced operations in the
+training loop, and no TensorFlow Probability import (about a second) before the first run.
 """
 
 from __future__ import annotations
 
 import abc
+import math
 from typing import Any, Callable
 
 import jax
 import jax.numpy as jnp
 from flax import struct
+
+_HALF_LOG_2PI = 0.5 * math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
 
 
 @struct.dataclass
@@ -87,58 +93,71 @@ class Policy(abc.ABC):
 
 @struct.dataclass
 class Categorical(Policy):
-    """Softmax policy over ``logits[..., n]``; latent == action (an int32 index)."""
+    """Softmax policy over ``logits[..., n]``; latent == action (an int32 index).
+
+    With ``log p = log_softmax(logits)``: ``log pi(a) = log p_a``, ``H = -sum_a p_a log p_a``,
+    mode ``argmax p``; sampling is ``jax.random.categorical`` (the Gumbel-max trick).
+    """
 
     logits: jax.Array
     event_ndim = 0
 
-    def _dist(self):
-        import distrax
-
-        return distrax.Categorical(logits=self.logits)
+    def _log_probs(self):
+        return jax.nn.log_softmax(self.logits, axis=-1)
 
     def sample_latent(self, key):
-        return self._dist().sample(seed=key)
+        return jax.random.categorical(key, self.logits, axis=-1)
 
     def log_prob(self, latent):
-        return self._dist().log_prob(latent)
+        index = jnp.expand_dims(jnp.asarray(latent, jnp.int32), -1)
+        return jnp.take_along_axis(self._log_probs(), index, axis=-1).squeeze(-1)
 
     def mode_latent(self):
-        return self._dist().mode()
+        return jnp.argmax(self.logits, axis=-1)
 
     def entropy(self):
-        return self._dist().entropy()
+        log_p = self._log_probs()
+        return -(jnp.exp(log_p) * log_p).sum(-1)
 
 
 @struct.dataclass
 class Gaussian(Policy):
-    """Diagonal Gaussian ``N(mean, std^2)`` over unbounded vector actions; latent == action."""
+    """Diagonal Gaussian ``N(mean, std^2)`` over unbounded vector actions; latent == action.
+
+        log pi(x) = -sum_i [ (x_i - mean_i)^2 / (2 std_i^2) + log std_i + log(2 pi) / 2 ],
+        H = sum_i [ log std_i + log(2 pi e) / 2 ],
+
+    sampled as ``mean + std * eps`` with ``eps ~ N(0, I)`` (reparameterized).
+    """
 
     mean: jax.Array
     std: jax.Array
 
-    def _dist(self):
-        import distrax
-
-        return distrax.MultivariateNormalDiag(self.mean, self.std)
-
     def sample_latent(self, key):
-        return self._dist().sample(seed=key)
+        mean = jnp.asarray(self.mean)
+        return mean + self.std * jax.random.normal(key, mean.shape, mean.dtype)
 
     def log_prob(self, latent):
-        return self._dist().log_prob(latent)
+        z = (latent - self.mean) / self.std
+        return -(0.5 * jnp.square(z) + jnp.log(self.std) + _HALF_LOG_2PI).sum(-1)
 
     def mode_latent(self):
         return self.mean
 
     def entropy(self):
-        return self._dist().entropy()
+        return (jnp.log(jnp.broadcast_to(self.std, jnp.shape(self.mean))) + _HALF_LOG_2PI + 0.5).sum(-1)
 
 
 @struct.dataclass
 class SquashedGaussian(Gaussian):
     """A diagonal Gaussian latent (sampled, with mode and entropy, as :class:`Gaussian`) squashed
-    by ``tanh`` and scaled into the box ``[low, high]``.
+    by ``tanh`` and scaled into the box ``[low, high]``: ``a = shift + scale * tanh(u)`` with
+    ``shift = (high + low) / 2``, ``scale = (high - low) / 2``, and
+
+        log |da_i/du_i| = log scale_i + log(1 - tanh(u_i)^2)
+                        = log scale_i + 2 (log 2 - u_i - softplus(-2 u_i)),
+
+    the second form being exact in floating point where ``tanh(u)`` rounds to +-1.
 
     ``entropy()`` has no closed form for the squashed distribution; it returns the entropy of the
     latent Gaussian (what rlax/CleanRL-style PPO regularizes), which bounds the squashed entropy
@@ -149,18 +168,22 @@ class SquashedGaussian(Gaussian):
     low: jax.Array
     high: jax.Array
 
-    def _squash(self):
-        import distrax
-
+    def _shift_scale(self):
         low, high = jnp.asarray(self.low, jnp.float32), jnp.asarray(self.high, jnp.float32)
-        affine = distrax.ScalarAffine(shift=(high + low) / 2.0, scale=(high - low) / 2.0)
-        return distrax.Block(distrax.Chain([affine, distrax.Tanh()]), 1)
+        return (high + low) / 2.0, (high - low) / 2.0
+
+    def log_det_jacobian(self, latent):
+        """``sum_i log |da_i/du_i|`` of the squashing at ``latent``."""
+        _, scale = self._shift_scale()
+        log_dtanh = 2.0 * (_LOG_2 - latent - jax.nn.softplus(-2.0 * latent))
+        return (jnp.log(scale) + log_dtanh).sum(-1)
 
     def log_prob(self, latent):
-        return self._dist().log_prob(latent) - self._squash().forward_log_det_jacobian(latent)
+        return super().log_prob(latent) - self.log_det_jacobian(latent)
 
     def decode(self, latent):
-        return self._squash().forward(latent)
+        shift, scale = self._shift_scale()
+        return shift + scale * jnp.tanh(latent)
 
 
 @struct.dataclass
