@@ -5,7 +5,7 @@ easy as 1, 2, 3") as a 5-iteration ``while`` loop on CPU, to keep compile times 
 rollout that steps 4 environments, every random call (policy sampling, environment resets) then
 runs that loop on a handful of words, and on XLA:CPU the loop's bookkeeping (16 thunks an
 iteration, 80 a call) costs far more than its arithmetic: about 40% of a random-policy CartPole
-rollout (``benchmarks/throughput.py --profile`` shows it).
+rollout (``benchmarks/ppo_profile.py`` measures it).
 
 :func:`unrolled` re-types a key as ``threefry2x32_unrolled``, a PRNG implementation registered
 with ``jax.extend.random.define_prng_impl`` whose ``split``, ``fold_in`` and ``random_bits`` follow

@@ -60,6 +60,17 @@ def test_episode_length_and_backend_kwargs():
     assert int(env.default_params.max_steps_in_episode) == 7
 
 
+def test_horizon_is_known_while_tracing():
+    """``evaluate`` under ``jax.jit`` builds the environment inside the trace: the horizon must
+    come from the Python-level time limit, not from (then traced) params."""
+    from jaxpg.algos import common
+    from jaxpg.algos.ppo import PPOConfig
+
+    config = PPOConfig(env="brax/inverted_pendulum")
+    traced = jax.jit(lambda x: x + common.resolve_horizon(config, jaxpg.envs.make("brax/inverted_pendulum", episode_length=77)))
+    assert int(traced(0)) == 77
+
+
 def test_unknown_backend_raises_with_valid_names():
     with pytest.raises(ValueError) as info:
         jaxpg.envs.make("brax/hopper", backend="warp")

@@ -63,3 +63,24 @@ def test_cpu_cores_become_devices_only_before_the_first_computation():
 def test_bad_device_count_is_rejected(bad):
     with pytest.raises(ValueError, match="num_devices must be a positive integer"):
         jaxpg.use_all_cpu_cores(bad)
+
+
+def test_compiler_options_level_1_on_cpu_unless_xla_flags_choose(monkeypatch):
+    from jaxpg.algos.trainer import compiler_options
+
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    assert compiler_options() == {}
+    monkeypatch.setenv("XLA_FLAGS", "")
+    assert compiler_options() == {"xla_backend_optimization_level": 1}
+
+
+def test_trainer_jit_is_cached_and_equals_jax_jit():
+    import jax
+    import numpy as np
+
+    train = jaxpg.make_train("pg", env="tabular/random", total_steps=400)
+    assert train.jit() is train.jit()
+    key = jax.random.key(0)
+    ours, plain = train.jit()(key, train.default_hparams), jax.jit(train)(key, train.default_hparams)
+    for a, b in zip(jax.tree.leaves(ours.params), jax.tree.leaves(plain.params)):
+        np.testing.assert_allclose(a, b, rtol=1e-6, atol=1e-7)

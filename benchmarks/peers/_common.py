@@ -56,15 +56,16 @@ def timed(jax, fn, *args):
     return time.perf_counter() - start, out
 
 
-def compile_timed(jax, fn, *args) -> tuple[dict, object]:
-    """Trace + lower and XLA-compile ``jax.jit(fn)`` for ``args``; timings and the executable.
+def compile_timed(jax, fn, *args, compiler_options=None) -> tuple[dict, object]:
+    """Trace + lower and XLA-compile ``jax.jit(fn)`` for ``args`` (with the library's own XLA
+    ``compiler_options``, if it sets any); timings and the executable.
 
     ``fn`` must be an object not jitted before in this process (a freshly built trainer), or
     jax's in-memory tracing and compilation caches would make the figures meaningless."""
     start = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     lowered_at = time.perf_counter()
-    executable = lowered.compile()
+    executable = lowered.compile(compiler_options=compiler_options) if compiler_options else lowered.compile()
     done = time.perf_counter()
     return {"lower_s": lowered_at - start, "compile_s": done - lowered_at, "lower_compile_s": done - start}, executable
 

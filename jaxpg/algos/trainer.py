@@ -21,6 +21,7 @@ prefix).
 from __future__ import annotations
 
 import abc
+import os
 from typing import Any, Callable
 
 import jax
@@ -57,8 +58,11 @@ def compiler_options() -> dict:
     XLA's default 3. Measured on PPO CartPole (``benchmarks/throughput.py``): compile time -27%,
     run time unchanged (the time goes to library matmul kernels and many small loops, which
     LLVM's heavier passes do not speed up); brax inverted_pendulum: compile -17%, run unchanged.
-    Other backends keep their defaults."""
-    return {"xla_backend_optimization_level": 1} if jax.default_backend() == "cpu" else {}
+    Other backends keep their defaults, and a level set in ``XLA_FLAGS`` wins (the test suite
+    sets 0)."""
+    if jax.default_backend() != "cpu" or "--xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", ""):
+        return {}
+    return {"xla_backend_optimization_level": 1}
 
 
 def all_finite(tree) -> jax.Array:
