@@ -50,6 +50,8 @@ import subprocess
 import sys
 import time
 
+from machine import cpu_model, cpus_available  # benchmarks/machine.py (this script's folder)
+
 HERE = pathlib.Path(__file__).resolve().parent
 REPO = HERE.parent
 WORKERS = HERE / "peers"
@@ -348,18 +350,10 @@ def _ge(a, b):
 # -- report ---------------------------------------------------------------------------------
 
 def machine_info() -> dict:
-    model = None
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
-        "cpu_model": model or platform.processor(),
+        "cpu_model": cpu_model() or platform.processor(),
         "cpu_count": os.cpu_count(),
-        "cpus_available": len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None,
+        "cpus_available": cpus_available(),
         "python": platform.python_version(),
         "platform": platform.platform(),
     }

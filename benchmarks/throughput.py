@@ -5,14 +5,15 @@
 Measures, at the default PPO configuration (4 envs x 128 steps, 4 epochs x 4 minibatches, 64x64
 tanh, 500k environment steps):
 
-* one run: trace+lower and XLA compile time (``jax.jit(train).lower(...).compile()``) apart from
+* one run: trace+lower and XLA compile time (``jax.jit(train).lower(...).compile(...)`` with
+  jaxpg's compiler options, what ``train.jit()`` uses) apart from
   run time (best of ``--repeats`` calls of the compiled function), and env steps/s;
 * 8 vmapped seeds (``jax.jit(jax.vmap(train))``): total env steps/s and the time per seed relative
   to one separate run (``t_vmap / (8 * t_single)``; below 1 means the sweep is cheaper per seed);
 * the ceiling: the same ``VectorEnv(env, 4)`` stepped with uniformly random actions in one
   jitted ``lax.scan`` over the same number of steps (no network, no learning);
 * the first call in a fresh process: ``import jaxpg`` time, then the first
-  ``jax.jit(train)(key, hparams)`` (compile + full run) with an empty persistent compilation
+  ``train.jit()(key, hparams)`` (compile + full run) with an empty persistent compilation
   cache, and again in a second fresh process once that cache is warm.
 
 Writes ``throughput.json`` and ``throughput.md`` to ``--out`` (``throughput-quick.*`` with
@@ -38,6 +39,8 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxpg
+from jaxpg.algos.trainer import compiler_options
+from machine import cpu_model, cpus_available  # benchmarks/machine.py (this script's folder)
 
 ENV = "CartPole-v1"
 NUM_SEEDS = 8
@@ -54,7 +57,7 @@ def _compile(fn, *args) -> dict:
     start = time.perf_counter()
     lowered = jax.jit(fn).lower(*args)
     lowered_at = time.perf_counter()
-    compiled = lowered.compile()
+    compiled = lowered.compile(compiler_options=compiler_options() or None)  # what train.jit() uses
     done = time.perf_counter()
     return {
         "lower_s": lowered_at - start,
@@ -165,9 +168,9 @@ FRESH_PROCESS_SNIPPET = textwrap.dedent(
     train = jaxpg.make_train("ppo", env={env!r}, total_steps={total_steps})
     key = jax.random.key(0)
     t3 = time.perf_counter()
-    jax.block_until_ready(jax.jit(train)(key, train.default_hparams))
+    jax.block_until_ready(train.jit()(key, train.default_hparams))
     t4 = time.perf_counter()
-    jax.block_until_ready(jax.jit(train)(key, train.default_hparams))
+    jax.block_until_ready(train.jit()(key, train.default_hparams))
     t5 = time.perf_counter()
     print("RESULT " + json.dumps({{
         "import_jax_s": t1 - t0,
@@ -213,18 +216,6 @@ def bench_fresh_process(total_steps: int) -> dict:
 
 
 def machine_info() -> dict:
-    try:
-        affinity = len(os.sched_getaffinity(0))
-    except AttributeError:
-        affinity = None
-    model = None
-    try:
-        for line in pathlib.Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "jax_version": jax.__version__,
@@ -233,9 +224,9 @@ def machine_info() -> dict:
         "python": platform.python_version(),
         "platform": platform.platform(),
         "processor": platform.processor(),
-        "cpu_model": model,
+        "cpu_model": cpu_model(),
         "cpu_count": os.cpu_count(),
-        "cpus_available": affinity,
+        "cpus_available": cpus_available(),
         "backend": jax.default_backend(),
         "devices": [str(d) for d in jax.devices()],
     }
@@ -270,10 +261,10 @@ def markdown(results: dict) -> str:
         rows += [
         ("Fresh process: `import jaxpg` (incl. jax)", _fmt(cold["import_jaxpg_s"], " s")),
         ("Fresh process: `import jax` alone", _fmt(cold["import_jax_s"], " s")),
-        ("Fresh process, empty cache: first `jit(train)(key, hp)` (compile + run)", _fmt(cold["first_call_s"], " s")),
+        ("Fresh process, empty cache: first `train.jit()(key, hp)` (compile + run)", _fmt(cold["first_call_s"], " s")),
         ("Fresh process, empty cache: second call (run only)", _fmt(cold["second_call_s"], " s")),
         ("Fresh process, empty cache: compile overhead (first - second call)", _fmt(cold["first_call_s"] - cold["second_call_s"], " s")),
-        ("Fresh process, warm cache: first `jit(train)(key, hp)`", _fmt(warm["first_call_s"], " s")),
+        ("Fresh process, warm cache: first `train.jit()(key, hp)`", _fmt(warm["first_call_s"], " s")),
         ("Fresh process, warm cache: compile overhead (first - second call)", _fmt(warm["first_call_s"] - warm["second_call_s"], " s")),
         ("Fresh process, warm cache: `import jaxpg`", _fmt(warm["import_jaxpg_s"], " s")),
         ("Persistent cache after first process", f"{cold['cache_files_after']} files, {cold['cache_bytes_after'] / 1e6:.1f} MB"),

@@ -78,3 +78,19 @@ def best_of(jax, executable, args, repeats: int) -> tuple[list[float], object]:
         t, out = timed(jax, executable, *args)
         times.append(t)
     return times, out
+
+
+def run_figures(figures: dict, seeds: int, env_steps: int, times: list[float], eval_returns) -> dict:
+    """The per-measurement record both libraries' workers report: compile figures, steps/s from
+    the best of ``times``, and the final policies' evaluation returns (one per seed)."""
+    evals = [float(x) for x in (eval_returns if hasattr(eval_returns, "__len__") else [eval_returns])]
+    return {
+        **figures,
+        "seeds": seeds,
+        "env_steps": env_steps,
+        "run_times_s": times,
+        "run_s": min(times),
+        "steps_per_s": env_steps / min(times),
+        "final_eval_return_per_seed": evals,
+        "final_eval_return": sum(evals) / len(evals),
+    }

@@ -29,7 +29,8 @@ T_JAXPG = time.perf_counter()
 
 import numpy as np  # noqa: E402
 
-from _common import best_of, compile_timed, disable_compilation_cache, emit, spec_from_argv, timed, versions  # noqa: E402
+from _common import (best_of, compile_timed, disable_compilation_cache, emit, run_figures, spec_from_argv, timed,  # noqa: E402
+                     versions)
 
 
 def build(spec):
@@ -73,19 +74,10 @@ def summarize(spec, train, result, times, figures, seeds: int) -> dict:
     jaxpg.check_finite(result)
     steps = seeds * train.num_iterations * train.steps_per_iteration
     returns = np.asarray(result.metrics["episode_return"])[..., -1]
-    evals = evaluate(result, spec["eval_episodes"])
-    return {
-        **figures,
-        "seeds": seeds,
-        "env_steps": steps,
-        "run_times_s": times,
-        "run_s": min(times),
-        "steps_per_s": steps / min(times),
-        # the mean return of the episodes that ended in the last iteration (training metric)
-        "final_train_return_per_seed": np.atleast_1d(returns).tolist(),
-        "final_eval_return_per_seed": np.atleast_1d(evals).tolist(),
-        "final_eval_return": float(np.mean(evals)),
-    }
+    out = run_figures(figures, seeds, steps, times, np.atleast_1d(evaluate(result, spec["eval_episodes"])))
+    # the mean return of the episodes that ended in the last iteration (training metric)
+    out["final_train_return_per_seed"] = np.atleast_1d(returns).tolist()
+    return out
 
 
 def main() -> None:

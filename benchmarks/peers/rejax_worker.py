@@ -25,7 +25,8 @@ T_REJAX = time.perf_counter()
 import numpy as np  # noqa: E402
 from rejax.evaluate import evaluate as rejax_evaluate  # noqa: E402
 
-from _common import best_of, compile_timed, disable_compilation_cache, emit, spec_from_argv, timed, versions  # noqa: E402
+from _common import (best_of, compile_timed, disable_compilation_cache, emit, run_figures, spec_from_argv,  # noqa: E402
+                     timed, versions)
 
 
 def build(spec):
@@ -74,17 +75,7 @@ def measure(spec, vmapped: bool) -> dict:
     counted = int(np.sum(np.asarray(ts.global_step)))
     if counted != steps:  # guards the step count the throughput is computed from
         raise RuntimeError(f"rejax took {counted} env steps, expected {steps}")
-    evals = evaluate(algo, ts, spec["eval_episodes"], vmapped)
-    return {
-        **figures,
-        "seeds": seeds,
-        "env_steps": steps,
-        "run_times_s": times,
-        "run_s": min(times),
-        "steps_per_s": steps / min(times),
-        "final_eval_return_per_seed": np.atleast_1d(evals).tolist(),
-        "final_eval_return": float(np.mean(evals)),
-    }
+    return run_figures(figures, seeds, steps, times, np.atleast_1d(evaluate(algo, ts, spec["eval_episodes"], vmapped)))
 
 
 def main() -> None:
