@@ -510,3 +510,68 @@ def test_a_mixture_policy_trains_in_ppo_without_touching_the_algorithm():
     jaxpg.check_finite(result)
     assert "head" in result.params["params"] and result.params["params"]["head"]["Dense_1"]["kernel"].shape == (64, 2)
 
+
+
+# --------------------------------------------------------------------------------------------
+# PMOE's mixture-of-experts head.
+
+
+def _moe(k, std_mode="state_independent", detach_gate=True, low=(-2.0, -1.0), high=(2.0, 1.0)):
+    spec = Box.make(np.array(low), np.array(high), (2,))
+    head = policies.MixtureOfExpertsHead(spec, num_experts=k, std_mode=std_mode, detach_gate=detach_gate)
+    features = jax.random.normal(jax.random.key(0), (5, 8))
+    params = head.init(jax.random.key(1), features)
+    return head, params, features
+
+
+@pytest.mark.parametrize("std_mode", policies.STD_MODES)
+def test_moe_head_shapes_and_box(std_mode):
+    head, params, features = _moe(3, std_mode)
+    mixture = head.apply(params, features)
+    assert mixture.components.mean.shape == (5, 3, 2) and mixture.logits.shape == (5, 3)
+    sample = mixture.sample_and_log_prob(jax.random.key(2))
+    assert sample.action.shape == (5, 2) and sample.log_prob.shape == (5,)
+    assert np.all(np.abs(np.asarray(sample.action)) <= np.array([2.0, 1.0]))
+    experts = mixture.components.sample_and_log_prob(jax.random.key(3))  # every expert's candidate
+    assert experts.action.shape == (5, 3, 2) and experts.log_prob.shape == (5, 3)
+    assert mixture.components.entropy().shape == (5, 3)  # per-expert entropy
+    np.testing.assert_allclose(mixture.weights().sum(-1), 1.0, rtol=1e-6)
+    # The evaluation action is the most probable expert's mean, squashed.
+    best = np.argmax(np.asarray(mixture.logits), -1)
+    expected = np.tanh(np.asarray(mixture.components.mean)[np.arange(5), best]) * np.array([2.0, 1.0])
+    np.testing.assert_allclose(mixture.mode(), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_moe_with_one_expert_scores_like_the_unimodal_policy():
+    head, params, features = _moe(1)
+    mixture = head.apply(params, features)
+    single = policies.SquashedGaussian(mixture.components.mean[:, 0], mixture.components.std[:, 0],
+                                       mixture.components.low, mixture.components.high)
+    u = jax.random.normal(jax.random.key(4), (5, 2))
+    np.testing.assert_allclose(mixture.log_prob(u), single.log_prob(u), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(mixture.decode(u), single.decode(u), rtol=1e-6)
+
+
+def test_moe_log_prob_is_a_logsumexp_over_experts_with_their_tanh_correction():
+    head, params, features = _moe(3)
+    mixture = head.apply(params, features)
+    u = jax.random.normal(jax.random.key(5), (5, 2))
+    c = mixture.components
+    per_expert = np.stack([np.asarray(_hand_log_prob(u, c.mean[:, k], c.std[:, k], c.low, c.high)) for k in range(3)], -1)
+    log_w = np.asarray(jax.nn.log_softmax(mixture.logits, -1), np.float64)
+    expected = scipy.special.logsumexp(log_w + per_expert, axis=-1)
+    np.testing.assert_allclose(mixture.log_prob(u), expected, rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("detach_gate", [True, False])
+def test_moe_gate_is_detached_from_the_features_when_asked(detach_gate):
+    head, params, features = _moe(3, detach_gate=detach_gate)
+    gate_grad = jax.grad(lambda f: head.apply(params, f).logits.sum())(features)
+    assert (np.abs(np.asarray(gate_grad)).max() == 0.0) == detach_gate
+    expert_grad = jax.grad(lambda f: head.apply(params, f).components.mean.sum())(features)
+    assert np.abs(np.asarray(expert_grad)).max() > 0.0
+
+
+def test_moe_head_rejects_zero_experts():
+    with pytest.raises(ValueError, match="num_experts must be a positive integer"):
+        _moe(0)

@@ -10,7 +10,7 @@ from jaxpg.policies.distributions import (
     Policy,
     SquashedGaussian,
 )
-from jaxpg.policies.heads import STD_MODES, CategoricalHead, GaussianHead, policy_head
+from jaxpg.policies.heads import STD_MODES, CategoricalHead, GaussianHead, MixtureOfExpertsHead, policy_head
 
 __all__ = [
     "ActionSample",
@@ -20,6 +20,7 @@ __all__ = [
     "Gaussian",
     "GaussianHead",
     "Mixture",
+    "MixtureOfExpertsHead",
     "Policy",
     "STD_MODES",
     "SquashedGaussian",

@@ -213,6 +213,10 @@ class Mixture(Policy):
     def _weights_log(self):
         return jax.nn.log_softmax(self.logits, axis=-1)
 
+    def weights(self) -> jax.Array:
+        """The mixture weights ``softmax(logits)``, ``[..., K]`` (PMOE's gate probabilities)."""
+        return jax.nn.softmax(self.logits, axis=-1)
+
     def _component_axis(self) -> int:
         return -(self.event_ndim + 1)
 

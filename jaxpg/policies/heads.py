@@ -4,11 +4,13 @@ chosen from the action spec. Networks (``jaxpg.nets``) receive a head as a modul
 from __future__ import annotations
 
 import flax.linen as nn
+import jax
 import jax.numpy as jnp
+import numpy as np
 
 from jaxpg.envs.core import Box, Discrete
 from jaxpg.nets.initializers import orthogonal
-from jaxpg.policies.distributions import Categorical, Gaussian, SquashedGaussian
+from jaxpg.policies.distributions import Categorical, Gaussian, Mixture, SquashedGaussian
 
 STD_MODES = ("state_independent", "state_dependent")
 
@@ -64,6 +66,46 @@ class GaussianHead(nn.Module):
         if self.action_spec.bounded:
             return SquashedGaussian(mean, std, jnp.asarray(self.action_spec.low), jnp.asarray(self.action_spec.high))
         return Gaussian(mean, std)
+
+
+class MixtureOfExpertsHead(nn.Module):
+    """PMOE's policy (Ren et al. 2021, "Probabilistic Mixture-of-Experts for Efficient Deep
+    Reinforcement Learning"): K Gaussian experts, tanh-squashed into the action box when it is
+    bounded, weighted by a softmax gate,
+
+        pi(a|s) = sum_k w_k(s) pi_k(a|s),   w(s) = softmax(f_gate(s)).
+
+    The experts are one :class:`GaussianHead` with K times the outputs (same initialization and
+    std modes), reshaped to ``[..., K, d]``. With ``detach_gate`` (the official code's choice) the
+    gate reads the features through ``stop_gradient``: it is trained only by its own loss (PMOE's
+    frequency loss) and never shapes the torso. Returns a :class:`Mixture`, whose mode is the most
+    probable expert's mean action and whose ``components`` give every expert's sample, log-prob
+    and entropy at once (the PMOE estimator scores all K candidate actions).
+    """
+
+    action_spec: Box
+    num_experts: int = 4
+    std_mode: str = "state_independent"
+    init_log_std: float = 0.0
+    detach_gate: bool = True
+
+    @nn.compact
+    def __call__(self, features):
+        if self.num_experts < 1:
+            raise ValueError(f"num_experts must be a positive integer, got {self.num_experts!r}")
+        spec, k = self.action_spec, self.num_experts
+        dim = spec.shape[-1] if spec.shape else 1
+        tiled = Box.make(np.tile(spec.low.reshape(-1), k), np.tile(spec.high.reshape(-1), k), (k * dim,))
+        flat = GaussianHead(tiled, std_mode=self.std_mode, init_log_std=self.init_log_std, name="experts")(features)
+        per_expert = lambda x: x.reshape(x.shape[:-1] + (k, dim))  # noqa: E731
+        mean, std = per_expert(flat.mean), per_expert(jnp.broadcast_to(flat.std, flat.mean.shape))
+        if spec.bounded:
+            experts = SquashedGaussian(mean, std, jnp.asarray(spec.low), jnp.asarray(spec.high))
+        else:
+            experts = Gaussian(mean, std)
+        gate_input = jax.lax.stop_gradient(features) if self.detach_gate else features
+        logits = nn.Dense(k, kernel_init=orthogonal(0.01), name="gate")(gate_input)
+        return Mixture(experts, logits)
 
 
 def policy_head(action_spec, std_mode: str = "state_independent", init_log_std: float = 0.0) -> nn.Module:
