@@ -90,6 +90,15 @@ def test_value_entropy_and_normalization(values, targets, old_values, mask, clip
     check(losses.normalize_advantages, jnp.full((T, N), 3.0))  # constant: std 0
 
 
+@SETTINGS
+@hypothesis.given(floats((T,)), flags((T,)), floats((T,)), floats((T,), -30.0, 5.0), st.floats(0.0, 10.0, width=32),
+                  unit, st.floats(-5.0, 5.0, width=32), st.floats(-10.0, 10.0, width=32))
+def test_soft_actor_critic_losses(reward, terminated, q, log_prob, alpha, gamma, log_alpha, target_entropy):
+    check(losses.soft_q_targets, reward, terminated, q, log_prob, alpha=alpha, gamma=gamma)
+    check(losses.soft_actor_loss, q, log_prob, alpha=alpha)
+    check(losses.temperature_loss, jnp.float32(log_alpha), log_prob, target_entropy=target_entropy)
+
+
 # ---- jaxpg.estimators -----------------------------------------------------------------------------
 def _linear_softmax_estimate(estimator, obs, actions, rewards, mask, gamma, baseline, params, *vector):
     """``estimator`` applied to a linear softmax policy's GPOMDP score function on a fixed batch."""

@@ -12,12 +12,14 @@ import inspect
 from jaxpg.algos.harpg import HARPG, METHODS, NHARPG, NMPG, NPGIGT, PG, HARPGConfig, HARPGHParams, PolicyGradientFamily
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
 from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams, reinforce_objective
+from jaxpg.algos.sac import SAC, SACConfig, SACHParams
 from jaxpg.algos.trainer import Result, Trainer, check_finite
 from jaxpg.algos.validation import validate
 
 ALGORITHMS: dict[str, type[Trainer]] = {
     "ppo": PPO,
     "reinforce": Reinforce,
+    "sac": SAC,
     # Fatkhullin et al. 2023: one class, one registry name per method.
     **METHODS,
 }
@@ -78,6 +80,9 @@ __all__ = [
     "PG",
     "PPO",
     "PPOConfig",
+    "SAC",
+    "SACConfig",
+    "SACHParams",
     "PPOHParams",
     "PolicyGradientFamily",
     "Reinforce",

@@ -8,6 +8,7 @@ from .normalize import masked_mean, normalize_advantages
 from .policy_gradient import ppo_clip, reinforce_surrogate
 from .regularizers import entropy_loss
 from .returns import discounted_returns, gae
+from .soft_actor_critic import soft_actor_loss, soft_q_targets, temperature_loss
 from .value import value_loss
 
 __all__ = [
@@ -18,5 +19,8 @@ __all__ = [
     "normalize_advantages",
     "ppo_clip",
     "reinforce_surrogate",
+    "soft_actor_loss",
+    "soft_q_targets",
+    "temperature_loss",
     "value_loss",
 ]

@@ -11,6 +11,7 @@ from jaxpg.nets.mlp import (
     get_activation,
     normalized_kernels_mask,
 )
+from jaxpg.nets.q_network import QNetwork, TwinQNetwork
 from jaxpg.nets.running_norm import RunningStats
 
 __all__ = [
@@ -20,7 +21,9 @@ __all__ = [
     "NORMALIZATIONS",
     "NORMALIZED_DENSE_PREFIX",
     "PolicyNetwork",
+    "QNetwork",
     "RunningStats",
+    "TwinQNetwork",
     "ValueHead",
     "flatten_obs",
     "get_activation",
