@@ -97,6 +97,9 @@ def test_soft_actor_critic_losses(reward, terminated, q, log_prob, alpha, gamma,
     check(losses.soft_q_targets, reward, terminated, q, log_prob, alpha=alpha, gamma=gamma)
     check(losses.soft_actor_loss, q, log_prob, alpha=alpha)
     check(losses.temperature_loss, jnp.float32(log_alpha), log_prob, target_entropy=target_entropy)
+    per_expert = lambda x: jnp.stack([x, x[::-1], 0.5 * x], -1)  # [T, 3]
+    gate = jax.nn.softmax(per_expert(q), -1)
+    check(losses.pmoe_actor_loss, per_expert(q), per_expert(log_prob), gate, alpha=alpha)
 
 
 # ---- jaxpg.estimators -----------------------------------------------------------------------------

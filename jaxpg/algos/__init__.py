@@ -10,6 +10,7 @@ import dataclasses
 import inspect
 
 from jaxpg.algos.harpg import HARPG, METHODS, NHARPG, NMPG, NPGIGT, PG, HARPGConfig, HARPGHParams, PolicyGradientFamily
+from jaxpg.algos.pmoe import PMOESAC, PMOESACConfig
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
 from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams, reinforce_objective
 from jaxpg.algos.sac import SAC, SACConfig, SACHParams
@@ -20,6 +21,7 @@ ALGORITHMS: dict[str, type[Trainer]] = {
     "ppo": PPO,
     "reinforce": Reinforce,
     "sac": SAC,
+    "pmoe_sac": PMOESAC,
     # Fatkhullin et al. 2023: one class, one registry name per method.
     **METHODS,
 }
@@ -78,6 +80,8 @@ __all__ = [
     "NMPG",
     "NPGIGT",
     "PG",
+    "PMOESAC",
+    "PMOESACConfig",
     "PPO",
     "PPOConfig",
     "SAC",

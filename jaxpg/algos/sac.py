@@ -159,16 +159,21 @@ class SAC(Trainer):
     # -- losses --------------------------------------------------------------------------------
     def critic_loss(self, critic_params, state: SACState, batch: dict, key: jax.Array, hparams):
         alpha = jnp.exp(state.log_alpha)
-        next_policy = self.network.apply(state.params, batch["next_obs"])
-        next_sample = next_policy.sample_and_log_prob(key)
-        next_q = self.critic.apply(state.target_critic_params, batch["next_obs"], next_sample.action).min(0)
-        targets = losses.soft_q_targets(batch["reward"], batch["terminated"], next_q, next_sample.log_prob,
+        next_action, next_log_prob = self.next_action(self.network.apply(state.params, batch["next_obs"]), key)
+        next_q = self.critic.apply(state.target_critic_params, batch["next_obs"], next_action).min(0)
+        targets = losses.soft_q_targets(batch["reward"], batch["terminated"], next_q, next_log_prob,
                                         alpha=alpha, gamma=hparams.gamma)
         q = self.critic.apply(critic_params, batch["obs"], batch["action"])  # [2, B]
         loss = 0.5 * jnp.mean(jnp.square(q - targets[None]), axis=1).sum()
         return loss, {"critic_loss": loss, "q": q.mean()}
 
+    def next_action(self, policy, key: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """The action a' ~ pi(.|s') of the soft target and the log-density its entropy term uses."""
+        sample = policy.sample_and_log_prob(key)
+        return sample.action, sample.log_prob
+
     def actor_loss(self, actor_params, state: SACState, critic_params, obs: jax.Array, key: jax.Array):
+        """``(loss, aux)``; ``aux["log_prob"]`` is what the temperature's loss reads."""
         sample = self.network.apply(actor_params, obs).sample_and_log_prob(key)
         q = self.critic.apply(critic_params, obs, sample.action).min(0)
         loss, aux = losses.soft_actor_loss(q, sample.log_prob, alpha=jnp.exp(state.log_alpha))

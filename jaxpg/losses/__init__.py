@@ -8,7 +8,7 @@ from .normalize import masked_mean, normalize_advantages
 from .policy_gradient import ppo_clip, reinforce_surrogate
 from .regularizers import entropy_loss
 from .returns import discounted_returns, gae
-from .soft_actor_critic import soft_actor_loss, soft_q_targets, temperature_loss
+from .soft_actor_critic import pmoe_actor_loss, soft_actor_loss, soft_q_targets, temperature_loss
 from .value import value_loss
 
 __all__ = [
@@ -17,6 +17,7 @@ __all__ = [
     "gae",
     "masked_mean",
     "normalize_advantages",
+    "pmoe_actor_loss",
     "ppo_clip",
     "reinforce_surrogate",
     "soft_actor_loss",
