@@ -95,11 +95,7 @@ def resolve_horizon(config, env) -> int:
     horizon = getattr(config, "horizon", None)
     if horizon is not None:  # its range is checked with the config (``check_config``)
         return int(horizon)
-    # A Python-level time limit first (brax adapters keep one): params built while a function is
-    # traced (e.g. ``evaluate`` under ``jax.jit``) hold tracers, which ``int`` cannot read.
-    limit = getattr(env, "episode_length", None)
-    if limit is None:
-        limit = getattr(env.default_params, "max_steps_in_episode", None)
+    limit = getattr(env.default_params, "max_steps_in_episode", None)
     if limit is None:
         raise ValueError(f"{config.env} has no max_steps_in_episode; set horizon=N explicitly")
     return int(limit)

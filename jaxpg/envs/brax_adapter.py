@@ -179,7 +179,9 @@ class BraxEnv(Environment):
         self.backend = self.brax_env.backend
         self.episode_length = int(episode_length)
         self.default_params = BraxParams(
-            max_steps_in_episode=jnp.asarray(self.episode_length, jnp.int32)
+            # A NumPy constant, not jnp.asarray: params built while a function is traced (e.g.
+            # evaluate under jax.jit) then stay concrete, so the horizon can be read from them.
+            max_steps_in_episode=np.int32(self.episode_length)
         )
         # brax's ``observation_size`` runs ``reset`` eagerly, op by op (seconds on CPU); tracing it
         # abstractly gives the same shape without executing anything.
