@@ -100,6 +100,13 @@ def test_soft_actor_critic_losses(reward, terminated, q, log_prob, alpha, gamma,
     per_expert = lambda x: jnp.stack([x, x[::-1], 0.5 * x], -1)  # [T, 3]
     gate = jax.nn.softmax(per_expert(q), -1)
     check(losses.pmoe_actor_loss, per_expert(q), per_expert(log_prob), gate, alpha=alpha)
+    check(losses.frequency_loss, per_expert(q), gate)
+    logits = per_expert(log_prob)
+    check(losses.score_function_gate_actor_loss, per_expert(q), per_expert(log_prob), logits,
+          jnp.argmax(per_expert(q), -1), alpha=alpha)
+    sample = losses.gumbel_softmax_gate(jax.random.key(0), logits, temperature=0.5)
+    check(losses.gumbel_softmax_gate, jax.random.key(0), logits, temperature=0.5)
+    check(losses.gumbel_softmax_actor_loss, q, per_expert(log_prob), sample, gate, alpha=alpha)
 
 
 # ---- jaxpg.estimators -----------------------------------------------------------------------------

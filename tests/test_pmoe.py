@@ -63,3 +63,85 @@ def test_evaluation_uses_the_most_probable_experts_mean(tiny):
     best = np.argmax(np.asarray(mixture.logits), -1)
     expected = 2.0 * np.tanh(np.asarray(mixture.components.mean)[np.arange(5), best])
     np.testing.assert_allclose(act(obs), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_one_expert_pmoe_sac_is_sac():
+    """K = 1: the gate has nothing to choose (its gradient is zero) and PMOE-SAC takes SAC's steps
+    from SAC's parameters and key (the mixture draws its one expert's sample from the same key)."""
+    kw = dict(env="Pendulum-v1", total_steps=120, hidden_sizes=(16, 16), batch_size=16, learning_starts=40,
+              buffer_size=500)
+    sac, moe = jaxpg.make_train("sac", **kw), jaxpg.make_train("pmoe_sac", num_experts=1, **kw)
+    hp = sac.default_hparams
+    key = jax.random.key(3)
+    s_sac, s_moe = sac.init(key), moe.init(key)
+    params = jax.tree.map(lambda x: x, s_moe.params)  # a copy with SAC's actor in the expert slot
+    params["params"]["head"]["experts"] = s_sac.params["params"]["head"]
+    params["params"]["torso"] = s_sac.params["params"]["torso"]
+    s_moe = s_moe.replace(params=params, actor_opt_state=moe._optimizer(hp).init(params))
+    end_sac = jax.jit(lambda s: sac.run(s, hp).state)(s_sac)
+    end_moe = jax.jit(lambda s: moe.run(s, hp).state)(s_moe)
+    moe_actor = {"torso": end_moe.params["params"]["torso"], "head": end_moe.params["params"]["head"]["experts"]}
+    pairs = [(end_sac.params["params"], moe_actor), (end_sac.critic_params, end_moe.critic_params),
+             (end_sac.log_alpha, end_moe.log_alpha)]
+    for a, b in pairs:
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_allclose(x, y, rtol=2e-4, atol=1e-6)
+    assert float(jnp.abs(end_sac.log_alpha - s_sac.log_alpha)) > 0  # it did train
+
+
+def test_gumbel_softmax_gate_is_a_one_hot_sample_with_the_relaxations_gradient():
+    logits = jnp.log(jnp.array([[0.7, 0.2, 0.1]]))
+    samples = jax.vmap(lambda k: losses.gumbel_softmax_gate(k, logits))(jax.random.split(jax.random.key(0), 4000))
+    np.testing.assert_allclose(samples.sum(-1), 1.0, atol=1e-6)
+    np.testing.assert_allclose(np.sort(np.asarray(samples).ravel())[[0, -1]], [0.0, 1.0], atol=1e-6)
+    np.testing.assert_allclose(samples.mean((0, 1)), [0.7, 0.2, 0.1], atol=0.025)  # Cat(softmax(logits))
+    key = jax.random.key(1)
+    y = losses.gumbel_softmax_gate(key, logits, temperature=0.5)
+    g = jax.random.gumbel(key, logits.shape)
+    soft = lambda l: jax.nn.softmax((l + g) / 0.5)  # noqa: E731
+    v = jnp.array([[1.0, -2.0, 0.5]])
+    np.testing.assert_allclose(jax.grad(lambda l: (losses.gumbel_softmax_gate(key, l, temperature=0.5) * v).sum())(logits),
+                               jax.grad(lambda l: (soft(l) * v).sum())(logits), rtol=1e-5)
+    # The actor loss: its value is the selected expert's SAC loss; the gate gets a gradient.
+    log_prob = jnp.array([[-1.0, -2.0, -3.0]])
+    loss, aux = losses.gumbel_softmax_actor_loss(jnp.array([4.0]), log_prob, y, jax.nn.softmax(logits), alpha=0.1)
+    k = int(jnp.argmax(y))
+    np.testing.assert_allclose(loss, 0.1 * log_prob[0, k] - 4.0, rtol=1e-6)
+    np.testing.assert_allclose(aux["selection_frequency"], np.eye(3)[k])
+
+
+def test_score_function_gate_loss_by_hand():
+    q = jnp.array([[1.0, 3.0], [2.0, 0.0]])
+    log_prob = jnp.array([[-1.0, -2.0], [-0.5, -3.0]])
+    logits = jnp.log(jnp.array([[0.25, 0.75], [0.5, 0.5]]))
+    selected = jnp.array([0, 0])
+    alpha = 0.1
+    loss, aux = losses.score_function_gate_actor_loss(q, log_prob, logits, selected, alpha=alpha)
+    v = np.asarray(q - alpha * log_prob)  # soft values [[1.1, 3.2], [2.05, 0.3]]
+    w = np.array([[0.25, 0.75], [0.5, 0.5]])
+    baseline = (w * v).sum(-1)
+    actor = np.mean([alpha * -1.0 - 1.0, alpha * -0.5 - 2.0])
+    gate = -np.mean([np.log(0.25) * (v[0, 0] - baseline[0]), np.log(0.5) * (v[1, 0] - baseline[1])])
+    np.testing.assert_allclose(aux["actor_loss"], actor, rtol=1e-6)
+    np.testing.assert_allclose(aux["gate_loss"], gate, rtol=1e-5)
+    np.testing.assert_allclose(loss, actor + gate, rtol=1e-5)
+    # The gate's gradient is the REINFORCE direction: d/dlogits of -log w_k (v_k - b).
+    dlogits = jax.grad(lambda l: losses.score_function_gate_actor_loss(q, log_prob, l, selected, alpha=alpha)[0])(logits)
+    expected = -((np.eye(2)[[0, 0]] - w) * (v[:, 0] - baseline)[:, None]) / 2
+    np.testing.assert_allclose(dlogits, expected, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("estimator", ["gumbel_softmax", "score_function"])
+def test_the_comparison_gate_estimators_train(estimator):
+    train = jaxpg.make_train("pmoe_sac", env="Pendulum-v1", total_steps=150, hidden_sizes=(16, 16), batch_size=16,
+                             learning_starts=50, num_experts=3, gate_estimator=estimator)
+    state0 = train.init(jax.random.key(0))
+    result = jax.jit(lambda s: train.run(s))(state0)
+    m = {k: np.asarray(v) for k, v in result.metrics.items()}
+    assert m["finite"].all()
+    np.testing.assert_allclose(np.stack([m[f"selection_frequency/{k}"] for k in range(3)], -1)[60:].sum(-1), 1.0,
+                               rtol=1e-5)
+    gate = lambda p: p["params"]["head"]["gate"]["kernel"]  # noqa: E731
+    assert float(jnp.abs(gate(result.params) - gate(state0.params)).max()) > 0  # the gate learned
+    with pytest.raises(ValueError, match="valid choices: frequency, gumbel_softmax, score_function"):
+        jaxpg.make_train("pmoe_sac", env="Pendulum-v1", gate_estimator="softmax")

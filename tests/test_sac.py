@@ -4,6 +4,8 @@ Pendulum with the criterion measured over 16 keys."""
 
 from __future__ import annotations
 
+import hypothesis
+import hypothesis.strategies as st
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -97,3 +99,58 @@ def test_sac_learns_pendulum_and_zero_learning_rate_does_not(monkeypatch):
     working, zero_lr, criterion = run("sac_pendulum", with_zero_rate=True)
     assert criterion.passes(working), working
     assert not criterion.passes(zero_lr), zero_lr
+
+
+# ---- the replay buffer: property tests on the buffer SAC builds --------------------------------
+_BUFFER_TRAINERS = {}
+
+
+def _buffer(size: int, batch: int):
+    if (size, batch) not in _BUFFER_TRAINERS:
+        train = jaxpg.make_train("sac", env="Pendulum-v1", total_steps=100, hidden_sizes=(4,), buffer_size=size,
+                                 batch_size=batch)
+        add = jax.jit(train.buffer.add)
+        sample = jax.jit(train.buffer.sample)
+        _BUFFER_TRAINERS[size, batch] = (train, add, sample)
+    return _BUFFER_TRAINERS[size, batch]
+
+
+def _items(ids):
+    """Transitions whose every field carries the item's id, so a sample shows which items it drew."""
+    n = len(ids)
+    ids = jnp.asarray(ids, jnp.float32)
+    return {"obs": jnp.repeat(ids[:, None], 3, 1), "action": ids[:, None], "reward": ids,
+            "terminated": jnp.zeros(n, bool), "next_obs": jnp.repeat(ids[:, None], 3, 1)}
+
+
+@hypothesis.settings(max_examples=25, deadline=None, derandomize=True)
+@hypothesis.given(st.lists(st.integers(1, 9), min_size=1, max_size=12))
+def test_buffer_keeps_the_newest_items_in_fifo_order_and_samples_only_stored_ones(batch_sizes):
+    size = 16
+    train, add, sample = _buffer(size, 8)
+    state = train.buffer.init(jax.tree.map(lambda x: x[0], _items([0])))
+    next_id = 0
+    for n in batch_sizes:
+        state = add(state, _items(range(next_id, next_id + n)))
+        next_id += n
+    stored = np.asarray(state.experience["reward"][0])
+    filled = min(next_id, size)
+    newest = np.arange(next_id - filled, next_id)
+    # FIFO overwrite: the newest `size` items, item i in slot i mod size.
+    np.testing.assert_array_equal(np.sort(stored[:filled] if next_id < size else stored), newest)
+    np.testing.assert_array_equal(stored[newest % size], newest)
+    drawn = np.asarray(sample(state, jax.random.key(next_id)).experience["reward"])
+    assert set(drawn.tolist()) <= set(newest.tolist())
+    np.testing.assert_array_equal(drawn, np.asarray(sample(state, jax.random.key(next_id)).experience["reward"]))
+
+
+def test_buffer_samples_uniformly_over_the_filled_part():
+    """A chi-square test over 12 stored items of a 32-item buffer: 20k draws; the statistic's 99.9%
+    quantile with 11 degrees of freedom is 31.3."""
+    train, add, sample = _buffer(32, 500)
+    state = add(train.buffer.init(jax.tree.map(lambda x: x[0], _items([0]))), _items(range(12)))
+    draws = jax.vmap(lambda k: sample(state, k).experience["reward"])(jax.random.split(jax.random.key(0), 40))
+    counts = np.bincount(np.asarray(draws, int).ravel(), minlength=32)
+    assert counts[12:].sum() == 0  # never the empty slots
+    expected = counts.sum() / 12
+    assert ((counts[:12] - expected) ** 2 / expected).sum() < 31.3

@@ -8,18 +8,29 @@ from .normalize import masked_mean, normalize_advantages
 from .policy_gradient import ppo_clip, reinforce_surrogate
 from .regularizers import entropy_loss
 from .returns import discounted_returns, gae
-from .soft_actor_critic import pmoe_actor_loss, soft_actor_loss, soft_q_targets, temperature_loss
+from .mixture_of_experts import (
+    frequency_loss,
+    gumbel_softmax_actor_loss,
+    gumbel_softmax_gate,
+    pmoe_actor_loss,
+    score_function_gate_actor_loss,
+)
+from .soft_actor_critic import soft_actor_loss, soft_q_targets, temperature_loss
 from .value import value_loss
 
 __all__ = [
     "discounted_returns",
     "entropy_loss",
+    "frequency_loss",
     "gae",
+    "gumbel_softmax_actor_loss",
+    "gumbel_softmax_gate",
     "masked_mean",
     "normalize_advantages",
     "pmoe_actor_loss",
     "ppo_clip",
     "reinforce_surrogate",
+    "score_function_gate_actor_loss",
     "soft_actor_loss",
     "soft_q_targets",
     "temperature_loss",

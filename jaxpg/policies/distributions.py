@@ -227,9 +227,10 @@ class Mixture(Policy):
         return jnp.take_along_axis(per_component, index, axis=axis).squeeze(axis)
 
     def sample_latent(self, key):
-        key_component, key_latent = jax.random.split(key)
-        index = jax.random.categorical(key_component, self.logits)
-        return self._select(self.components.sample_latent(key_latent), index)
+        # The components draw from ``key`` itself and the index from a key folded out of it, so
+        # a one-component mixture draws exactly the latents of its component alone.
+        index = jax.random.categorical(jax.random.fold_in(key, 1), self.logits)
+        return self._select(self.components.sample_latent(key), index)
 
     def log_prob(self, latent):
         per_component = self.components.log_prob(jnp.expand_dims(latent, self._component_axis()))
