@@ -9,14 +9,29 @@ PANELS = (
     ("loss", "total loss"),
     ("entropy", "policy entropy"),
     ("grad_norm", "gradient norm"),
+    ("critic_loss", "critic loss"),
+    ("alpha", "temperature alpha"),
 )
+# Mixture-of-experts metrics, one line per expert: expert collapse shows as lines going to 0.
+EXPERT_PANELS = (
+    ("gate_probability", "gate probability per expert"),
+    ("selection_frequency", "selected as best, per expert"),
+)
+
+
+def _experts(metrics: dict, name: str) -> list[str]:
+    """The ``name/<k>`` keys of ``metrics`` in expert order."""
+    keys = [k for k in metrics if k.startswith(name + "/") and k.rsplit("/", 1)[1].isdigit()]
+    return sorted(keys, key=lambda k: int(k.rsplit("/", 1)[1]))
 
 
 def plot_learning_curves(metrics: dict, path: str, title: str = "") -> str:
     """Write a PNG of per-iteration metrics shaped ``[seeds, iterations]``.
 
     Each panel shows the mean over seeds (line), the interquartile range (dark band) and the
-    min-max range (light band) against environment steps.
+    min-max range (light band) against environment steps. Mixture-of-experts runs get a panel
+    per ``gate_probability/<k>``, ``selection_frequency/<k>`` family: one line per expert
+    (mean over seeds).
     """
     import matplotlib
 
@@ -24,9 +39,21 @@ def plot_learning_curves(metrics: dict, path: str, title: str = "") -> str:
     import matplotlib.pyplot as plt
 
     panels = [(k, label) for k, label in PANELS if k in metrics]
+    expert_panels = [(_experts(metrics, k), label) for k, label in EXPERT_PANELS if _experts(metrics, k)]
     steps = np.asarray(metrics["env_steps"], np.float64)
     steps = steps.reshape(-1, steps.shape[-1]).mean(0)
-    fig, axes = plt.subplots(1, len(panels), figsize=(4.2 * len(panels), 3.4), squeeze=False)
+    count = len(panels) + len(expert_panels)
+    fig, axes = plt.subplots(1, count, figsize=(4.2 * count, 3.4), squeeze=False)
+    for ax, (keys, label) in zip(axes[0, len(panels):], expert_panels):
+        for i, key in enumerate(keys):
+            values = np.asarray(metrics[key], np.float64)
+            ax.plot(steps, values.reshape(-1, values.shape[-1]).mean(0), color=f"C{i % 10}", lw=1.2,
+                    label=f"expert {key.rsplit('/', 1)[1]}")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_xlabel("environment steps")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7, loc="upper right")
     for ax, (key, label) in zip(axes[0], panels):
         values = np.asarray(metrics[key], np.float64)
         values = values.reshape(-1, values.shape[-1])

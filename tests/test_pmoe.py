@@ -145,3 +145,94 @@ def test_the_comparison_gate_estimators_train(estimator):
     assert float(jnp.abs(gate(result.params) - gate(state0.params)).max()) > 0  # the gate learned
     with pytest.raises(ValueError, match="valid choices: frequency, gumbel_softmax, score_function"):
         jaxpg.make_train("pmoe_sac", env="Pendulum-v1", gate_estimator="softmax")
+
+
+# ---- PMOE-PPO ---------------------------------------------------------------------------------
+PPO_TINY = dict(env="Pendulum-v1", total_steps=1024, num_envs=2, num_steps=64, hidden_sizes=(16, 16))
+
+
+def test_one_expert_pmoe_ppo_without_its_extra_losses_is_ppo():
+    """K = 1, frequency and Q coefficients 0: the mixture's likelihood is its one expert's, the gate
+    and the Q network get zero gradients (zero Adam updates), so PMOE-PPO takes PPO's steps."""
+    ppo = jaxpg.make_train("ppo", **PPO_TINY)
+    moe = jaxpg.make_train("pmoe_ppo", num_experts=1, frequency_coef=0.0, q_coef=0.0, **PPO_TINY)
+    key = jax.random.key(5)
+    s_ppo, s_moe = ppo.init(key), moe.init(key)
+    params = jax.tree.map(lambda x: x, s_moe.params)
+    for name in ("actor_torso", "critic_torso", "value_head"):
+        params["params"][name] = s_ppo.params["params"][name]
+    params["params"]["head"]["experts"] = s_ppo.params["params"]["head"]
+    s_moe = s_moe.replace(params=params, opt_state=moe.optimizer(moe.default_hparams).init(params))
+    end_ppo = jax.jit(lambda s: ppo.run(s).state)(s_ppo)
+    end_moe = jax.jit(lambda s: moe.run(s).state)(s_moe)
+    p, q = end_ppo.params["params"], end_moe.params["params"]
+    pairs = [(p["head"], q["head"]["experts"])] + [(p[n], q[n]) for n in ("actor_torso", "critic_torso", "value_head")]
+    for a, b in pairs:
+        for x, y in zip(jax.tree.leaves(a), jax.tree.leaves(b), strict=True):
+            np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-6)
+    assert float(jnp.abs(p["head"]["log_std"] - s_ppo.params["params"]["head"]["log_std"]).max()) > 0
+
+
+def test_pmoe_ppo_fits_its_q_and_trains_its_gate():
+    train = jaxpg.make_train("pmoe_ppo", num_experts=3, **PPO_TINY)
+    state0 = train.init(jax.random.key(0))
+    result = jax.jit(lambda s: train.run(s))(state0)
+    m = {k: np.asarray(v) for k, v in result.metrics.items()}
+    assert m["finite"].all()
+    np.testing.assert_allclose(sum(m[f"selection_frequency/{k}"] for k in range(3)), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(sum(m[f"gate_probability/{k}"] for k in range(3)), 1.0, rtol=1e-5)
+    gate = lambda p: p["params"]["head"]["gate"]["kernel"]  # noqa: E731
+    assert float(jnp.abs(gate(result.params) - gate(state0.params)).max()) > 0
+    with pytest.raises(ValueError, match="continuous"):
+        jaxpg.make_train("pmoe_ppo", env="CartPole-v1")
+
+
+def test_frequency_loss_by_hand():
+    q = jnp.array([[0.0, 2.0, 1.0], [5.0, -1.0, 4.0]])
+    w = jnp.array([[0.2, 0.5, 0.3], [0.6, 0.1, 0.3]])
+    loss, one_hot = losses.frequency_loss(q, w)
+    np.testing.assert_array_equal(one_hot, [[0, 1, 0], [1, 0, 0]])
+    np.testing.assert_allclose(loss, np.mean(np.square(np.asarray(w) - np.asarray(one_hot))), rtol=1e-6)
+    np.testing.assert_allclose(jax.grad(lambda q: losses.frequency_loss(q, w)[0])(q), 0.0)  # the argmax is constant
+
+
+def test_pmoe_ppo_loss_is_ppo_plus_the_frequency_and_q_terms():
+    """On a batch of the behaviour policy's samples: the Q network's gradient is exactly that of
+    q_coef * mean (Q(s, a) - target)^2, and with both coefficients 0 the loss is PPO's objective."""
+    from jaxpg.algos.rollout import Transition
+
+    train = jaxpg.make_train("pmoe_ppo", num_experts=3, **PPO_TINY)
+    hp = train.default_hparams.replace(q_coef=0.7)
+    params = train.init(jax.random.key(0)).params
+    obs = jax.random.normal(jax.random.key(1), (32, 3))
+    sample, extras = train.act(params, obs, jax.random.key(2))
+    batch = Transition(obs=obs, latent=sample.latent, action=sample.action, log_prob=sample.log_prob,
+                       reward=jnp.zeros(32), terminated=jnp.zeros(32, bool), truncated=jnp.zeros(32, bool),
+                       final_obs=obs, episode_return=jnp.zeros(32), episode_length=jnp.zeros(32), extras=extras)
+    adv, targets = jax.random.normal(jax.random.key(3), (2, 32))
+    grads = jax.grad(lambda p: train.loss(p, hp, batch, adv, targets)[0])(params)["params"]["q_network"]
+
+    def q_term(q_params):
+        p = {"params": {**params["params"], "q_network": q_params}}
+        return 0.7 * jnp.mean(jnp.square(train.network.apply(p, obs, sample.action, method="q") - targets))
+
+    expected = jax.grad(q_term)(params["params"]["q_network"])
+    for x, y in zip(jax.tree.leaves(grads), jax.tree.leaves(expected), strict=True):
+        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-7)
+    bare = hp.replace(q_coef=0.0, frequency_coef=0.0)
+    policy, values = train.network.apply(params, obs)
+    ppo_loss = train.objective(policy, values, batch, adv, targets, bare)[0]
+    np.testing.assert_allclose(train.loss(params, bare, batch, adv, targets)[0], ppo_loss, rtol=1e-6)
+
+
+def test_curves_get_one_line_per_expert(tmp_path):
+    from jaxpg import plotting
+
+    metrics = {"env_steps": np.arange(1, 6) * 10, "episode_return": np.zeros(5),
+               **{f"gate_probability/{k}": np.full(5, 1 / 12) for k in range(12)}}
+    assert plotting._experts(metrics, "gate_probability")[-3:] == ["gate_probability/9", "gate_probability/10",
+                                                                    "gate_probability/11"]
+    assert plotting._experts(metrics, "selection_frequency") == []
+    assert (tmp_path / "c.png").exists() is False
+    plotting.plot_learning_curves(metrics, str(tmp_path / "c.png"))
+    assert (tmp_path / "c.png").stat().st_size > 0

@@ -10,7 +10,7 @@ import dataclasses
 import inspect
 
 from jaxpg.algos.harpg import HARPG, METHODS, NHARPG, NMPG, NPGIGT, PG, HARPGConfig, HARPGHParams, PolicyGradientFamily
-from jaxpg.algos.pmoe import PMOESAC, PMOESACConfig
+from jaxpg.algos.pmoe import PMOEPPO, PMOESAC, PMOEPPOConfig, PMOEPPOHParams, PMOESACConfig
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
 from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams, reinforce_objective
 from jaxpg.algos.sac import SAC, SACConfig, SACHParams
@@ -22,6 +22,7 @@ ALGORITHMS: dict[str, type[Trainer]] = {
     "reinforce": Reinforce,
     "sac": SAC,
     "pmoe_sac": PMOESAC,
+    "pmoe_ppo": PMOEPPO,
     # Fatkhullin et al. 2023: one class, one registry name per method.
     **METHODS,
 }
@@ -80,6 +81,9 @@ __all__ = [
     "NMPG",
     "NPGIGT",
     "PG",
+    "PMOEPPO",
+    "PMOEPPOConfig",
+    "PMOEPPOHParams",
     "PMOESAC",
     "PMOESACConfig",
     "PPO",

@@ -1,6 +1,8 @@
-"""PMOE-SAC: SAC with a probabilistic mixture-of-experts policy and PMOE's gradient estimator
+"""PMOE: SAC and PPO with a probabilistic mixture-of-experts policy and PMOE's gradient estimator
 (Ren et al. 2021, "Probabilistic Mixture-of-Experts for Efficient Deep Reinforcement Learning";
 reference notes: shared/reference/algorithms.md, section 3).
+
+PMOE-SAC (:class:`PMOESAC`, the official code's algorithm).
 
 The policy is :class:`jaxpg.policies.MixtureOfExpertsHead`: K tanh-Gaussian experts and a softmax
 gate reading the torso's features through ``stop_gradient``. What changes from :class:`SAC`:
@@ -27,13 +29,17 @@ from __future__ import annotations
 
 import dataclasses
 
+from flax import struct
+
 import jax
 import jax.numpy as jnp
 
 from jaxpg import losses
+from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams
 from jaxpg.algos.sac import SAC, SACConfig, SACHParams, SACState
-from jaxpg.algos.validation import POSITIVE, POSITIVE_INT, bounded
-from jaxpg.nets import PolicyNetwork
+from jaxpg.algos.validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, bounded
+from jaxpg.envs import Box
+from jaxpg.nets import ActorCriticWithQ, PolicyNetwork
 from jaxpg.policies import MixtureOfExpertsHead
 
 
@@ -98,3 +104,73 @@ class PMOESAC(SAC):
                       [(n, aux.pop(n)) for n in ("selection_frequency", "gate_probability")] for k in range(num)}
         log_prob = aux.pop("selected_log_prob")
         return loss, {**aux, "entropy": -log_prob.mean(), "log_prob": log_prob, **per_expert}
+
+
+# -- PMOE-PPO ----------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class PMOEPPOConfig(PPOConfig):
+    num_experts: int = bounded(5, POSITIVE_INT)  # the co-author PPO code's mix_num
+    detach_gate: bool = True
+
+
+@struct.dataclass
+class PMOEPPOHParams(PPOHParams):
+    frequency_coef: float = bounded(1.0, NONNEGATIVE)
+    q_coef: float = bounded(1.0, NONNEGATIVE)
+
+
+class PMOEPPO(PPO):
+    """PPO with PMOE's mixture policy (the co-author PPO code's algorithm; reference notes 3.2):
+
+    * the ratio uses the whole mixture's likelihood, log pi(a|s) = logsumexp_k(log w_k + log pi_k),
+      so the gate also learns from the clipped surrogate;
+    * an auxiliary ``Q(s, a)`` (own MLP, same optimizer) regresses the GAE lambda-returns of the
+      stored actions, ``L_Q = mean (Q(s, a) - (A + V))^2``;
+    * every expert proposes an action at each stored state (drawn with noise kept from the rollout,
+      through the current experts), ``k* = argmax_k Q(s, a_k)``, and the gate is regressed onto
+      the one-hot of k* (the frequency loss, :func:`jaxpg.losses.frequency_loss`).
+
+    Loss: ``L_PPO + frequency_coef L_freq + q_coef L_Q``; metrics add ``frequency_loss``,
+    ``q_loss`` and per-expert ``gate_probability/<k>`` and ``selection_frequency/<k>``.
+    """
+
+    algo = "pmoe_ppo"
+    Config = PMOEPPOConfig
+    HParams = PMOEPPOHParams
+
+    def __init__(self, config: PMOEPPOConfig = PMOEPPOConfig(), objective=None):
+        super().__init__(config, objective)
+        if not isinstance(self.env.action_spec, Box):
+            raise ValueError(f"pmoe_ppo needs continuous (Box) actions; {config.env} has "
+                             f"{type(self.env.action_spec).__name__} actions (for discrete actions use ppo)")
+        head = MixtureOfExpertsHead(self.env.action_spec, num_experts=config.num_experts, std_mode=config.std_mode,
+                                    init_log_std=config.init_log_std, detach_gate=config.detach_gate)
+        self.network = ActorCriticWithQ(head=head, obs_ndim=len(self.env.observation_spec.shape),
+                                        hidden_sizes=tuple(config.hidden_sizes), activation=config.activation,
+                                        normalization=config.normalization)
+        self.default_hparams = PMOEPPOHParams()
+
+    def act(self, params, obs, key):
+        """The mixture's sample, plus standard-normal noise for one candidate action per expert
+        (the frequency loss pushes it through the experts current at update time)."""
+        sample, extras = super().act(params, obs, key)
+        experts = self.network.apply(params, obs, method="policy").components
+        noise = jax.random.normal(jax.random.fold_in(key, 2), experts.mean.shape, experts.mean.dtype)
+        return sample, {**extras, "expert_noise": noise}
+
+    def loss(self, params, hparams: PMOEPPOHParams, batch, advantages, targets):
+        policy, values = self.network.apply(params, batch.obs)
+        total, info = self.objective(policy, values, batch, advantages, targets, hparams)
+        q_taken = self.network.apply(params, batch.obs, batch.action.reshape(batch.obs.shape[0], -1), method="q")
+        q_loss = jnp.mean(jnp.square(q_taken - targets))
+        experts = policy.components
+        candidates = jax.lax.stop_gradient(experts.decode(experts.mean + experts.std * batch.extras["expert_noise"]))
+        num = candidates.shape[-2]
+        obs = jnp.broadcast_to(batch.obs[:, None], (batch.obs.shape[0], num) + batch.obs.shape[1:])
+        q_candidates = self.network.apply(params, obs, candidates, method="q")  # [B, K]; only its argmax is used
+        frequency, one_hot = losses.frequency_loss(q_candidates, policy.weights())
+        total = total + hparams.frequency_coef * frequency + hparams.q_coef * q_loss
+        gate = jax.lax.stop_gradient(policy.weights()).mean(0)
+        per_expert = {**{f"selection_frequency/{k}": one_hot[:, k].mean() for k in range(num)},
+                      **{f"gate_probability/{k}": gate[k] for k in range(num)}}
+        return total, {**info, "loss": total, "frequency_loss": frequency, "q_loss": q_loss, **per_expert}

@@ -188,6 +188,12 @@ class PPO(Trainer):
         return state.replace(env_params=env_params, env_state=env_state, obs=obs,
                              last_return_per_env=jnp.full_like(state.last_return_per_env, jnp.nan))
 
+    def act(self, params, obs: jax.Array, key: jax.Array):
+        """The rollout's behaviour on network inputs ``obs``: ``(ActionSample, extras)``, the extras
+        kept per step (``{"value": V(obs)}``; subclasses may keep more for their loss)."""
+        policy, value = self.network.apply(params, obs)
+        return policy.sample_and_log_prob(key), {"value": value}
+
     def loss(self, params, hparams: PPOHParams, batch: Transition, advantages, targets):
         """The objective on one minibatch whose ``obs`` are network inputs: (total, diagnostics)."""
         policy, values = self.network.apply(params, batch.obs)
@@ -200,8 +206,7 @@ class PPO(Trainer):
         norm = lambda x: common.normalize_obs(state.obs_stats, x, c.normalize_obs)
 
         def act(obs, key):
-            policy, value = self.network.apply(state.params, norm(obs))
-            return policy.sample_and_log_prob(key), {"value": value}
+            return self.act(state.params, norm(obs), key)
 
         env_state, obs, traj = rollout(self.venv, act, key_rollout, state.env_state, state.obs, c.num_steps,
                                        state.env_params)

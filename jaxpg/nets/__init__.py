@@ -11,12 +11,13 @@ from jaxpg.nets.mlp import (
     get_activation,
     normalized_kernels_mask,
 )
-from jaxpg.nets.q_network import QNetwork, TwinQNetwork
+from jaxpg.nets.q_network import ActorCriticWithQ, QNetwork, TwinQNetwork
 from jaxpg.nets.running_norm import RunningStats
 
 __all__ = [
     "ACTIVATIONS",
     "ActorCritic",
+    "ActorCriticWithQ",
     "MLP",
     "NORMALIZATIONS",
     "NORMALIZED_DENSE_PREFIX",

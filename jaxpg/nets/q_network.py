@@ -7,7 +7,7 @@ from typing import Sequence
 import flax.linen as nn
 import jax.numpy as jnp
 
-from jaxpg.nets.actor_critic import flatten_obs
+from jaxpg.nets.actor_critic import ActorCritic, flatten_obs
 from jaxpg.nets.mlp import MLP
 
 
@@ -42,3 +42,23 @@ class TwinQNetwork(nn.Module):
         twin = nn.vmap(QNetwork, variable_axes={"params": 0}, split_rngs={"params": True}, in_axes=None,
                        out_axes=0, axis_size=2)
         return twin(self.obs_ndim, self.hidden_sizes, self.activation, self.normalization, name="q")(obs, action)
+
+
+class ActorCriticWithQ(ActorCritic):
+    """:class:`ActorCritic` plus an auxiliary ``Q(obs, action)`` with its own MLP (PMOE-PPO's
+    critic of candidate actions, Ren et al. 2021): ``q`` is a method, so one parameter tree and
+    one optimizer hold all three networks. ``init`` through ``__call__`` creates the Q network's
+    parameters too (with the policy's mode as the example action)."""
+
+    def setup(self):
+        super().setup()
+        self.q_network = QNetwork(self.obs_ndim, self.hidden_sizes, self.activation, self.normalization)
+
+    def __call__(self, obs):
+        policy, value = super().__call__(obs)
+        if self.is_initializing():
+            self.q(obs, policy.mode())
+        return policy, value
+
+    def q(self, obs, action):
+        return self.q_network(obs, action)
