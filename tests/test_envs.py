@@ -349,3 +349,34 @@ def test_evaluation_acts_on_the_level_stored_in_the_state():
 
     np.testing.assert_array_equal(returns(perm), 500.0)
     assert np.all(returns(jnp.arange(4, dtype=jnp.int32)) < 50)
+
+
+def test_multigoal_dynamics_rewards_and_goal_termination():
+    from jaxpg.envs.multigoal import MultiGoalState, goal_reached, mode_rollout_goals
+
+    env = jaxpg.envs.make("multigoal")
+    p = env.default_params
+    assert env.action_spec.shape == (2,) and env.observation_spec.shape == (2,)
+    start = MultiGoalState(jnp.array([4.0, 0.0]), jnp.zeros((), jnp.int32))
+    # One step right reaches goal 0 at (5, 0): bonus, terminated, and the episode auto-resets near 0.
+    state, ts = env.step(jax.random.key(0), env.reset(jax.random.key(1))[0].replace(inner=start), jnp.array([1.0, 0.0]))
+    np.testing.assert_allclose(ts.final_obs, [5.0, 0.0])
+    np.testing.assert_allclose(ts.reward, 10.0 - 0.0)
+    assert bool(ts.terminated) and not bool(ts.truncated)
+    assert float(jnp.abs(ts.obs).max()) <= 0.1
+    # Away from the goals: -0.1 x distance to the nearest; actions are clipped to [-1, 1].
+    inner, obs, reward, terminated, truncated = env.step_raw(jax.random.key(0), start, jnp.array([-3.0, 0.5]), p)
+    np.testing.assert_allclose(obs, [3.0, 0.5])
+    np.testing.assert_allclose(reward, -0.1 * np.hypot(2.0, 0.5), rtol=1e-6)
+    assert not bool(terminated) and not bool(truncated)
+    # The walls hold the point in [-7, 7]^2; the horizon truncates.
+    edge = MultiGoalState(jnp.array([6.8, -6.9]), jnp.asarray(29, jnp.int32))
+    inner, obs, _, terminated, truncated = env.step_raw(jax.random.key(0), edge, jnp.array([1.0, -1.0]), p)
+    np.testing.assert_allclose(obs, [7.0, -7.0])
+    assert bool(truncated) and not bool(terminated)
+    np.testing.assert_array_equal(goal_reached(jnp.array([[0.0, -4.6], [0.0, -4.4], [-5.2, 0.1]]), p), [3, -1, 2])
+    # A controller heading up reaches goal 1; one that stays put reaches none.
+    assert int(mode_rollout_goals(lambda o: jnp.array([0.0, 1.0]))) == 1
+    assert int(mode_rollout_goals(lambda o: jnp.zeros(2))) == -1
+    with pytest.raises(ValueError, match="valid choices: goals"):
+        jaxpg.envs.make("multigoal", goal_radii=1.0)
