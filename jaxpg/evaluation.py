@@ -9,7 +9,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxpg.algos import get_algorithm
-from jaxpg.algos.common import normalize_obs, resolve_horizon
+from jaxpg.algos.common import resolve_horizon
 from jaxpg.algos.rollout import collect_episodes, deterministic as deterministic_act, sampling
 from jaxpg.algos.trainer import Result
 from jaxpg.envs import VectorEnv
@@ -22,9 +22,7 @@ def _trainer(result: Result):
 
 
 def _policy(result: Result, trainer):
-    stats = result.state.obs_stats
-    enabled = result.config.normalize_obs
-    return lambda obs: trainer.network.apply(result.params, normalize_obs(stats, obs, enabled), method="policy")
+    return lambda obs: trainer.policy(result.state, obs)
 
 
 def policy_fn(result: Result, deterministic: bool = True) -> Callable:

@@ -203,9 +203,10 @@ def test_pmoe_ppo_loss_is_ppo_plus_the_frequency_and_q_terms():
 
     train = jaxpg.make_train("pmoe_ppo", num_experts=3, **PPO_TINY)
     hp = train.default_hparams.replace(q_coef=0.7)
-    params = train.init(jax.random.key(0)).params
+    state = train.init(jax.random.key(0))
+    params = state.params
     obs = jax.random.normal(jax.random.key(1), (32, 3))
-    sample, extras = train.act(params, obs, jax.random.key(2))
+    sample, extras = train.act(state, obs, jax.random.key(2))
     batch = Transition(obs=obs, latent=sample.latent, action=sample.action, log_prob=sample.log_prob,
                        reward=jnp.zeros(32), terminated=jnp.zeros(32, bool), truncated=jnp.zeros(32, bool),
                        final_obs=obs, episode_return=jnp.zeros(32), episode_length=jnp.zeros(32), extras=extras)

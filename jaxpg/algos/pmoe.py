@@ -150,11 +150,11 @@ class PMOEPPO(PPO):
                                         normalization=config.normalization)
         self.default_hparams = PMOEPPOHParams()
 
-    def act(self, params, obs, key):
+    def act(self, state, obs, key):
         """The mixture's sample, plus standard-normal noise for one candidate action per expert
         (the frequency loss pushes it through the experts current at update time)."""
-        sample, extras = super().act(params, obs, key)
-        experts = self.network.apply(params, obs, method="policy").components
+        sample, extras = super().act(state, obs, key)
+        experts = self.policy(state, obs).components
         noise = jax.random.normal(jax.random.fold_in(key, 2), experts.mean.shape, experts.mean.dtype)
         return sample, {**extras, "expert_noise": noise}
 

@@ -188,10 +188,11 @@ class PPO(Trainer):
         return state.replace(env_params=env_params, env_state=env_state, obs=obs,
                              last_return_per_env=jnp.full_like(state.last_return_per_env, jnp.nan))
 
-    def act(self, params, obs: jax.Array, key: jax.Array):
-        """The rollout's behaviour on network inputs ``obs``: ``(ActionSample, extras)``, the extras
-        kept per step (``{"value": V(obs)}``; subclasses may keep more for their loss)."""
-        policy, value = self.network.apply(params, obs)
+    def act(self, state: PPOState, obs: jax.Array, key: jax.Array):
+        """The rollout's behaviour at raw observations ``obs``: ``(ActionSample, extras)``, the
+        extras kept per step (``{"value": V(obs)}``; subclasses may keep more for their loss)."""
+        obs = common.normalize_obs(state.obs_stats, obs, self.config.normalize_obs)
+        policy, value = self.network.apply(state.params, obs)
         return policy.sample_and_log_prob(key), {"value": value}
 
     def loss(self, params, hparams: PPOHParams, batch: Transition, advantages, targets):
@@ -206,7 +207,7 @@ class PPO(Trainer):
         norm = lambda x: common.normalize_obs(state.obs_stats, x, c.normalize_obs)
 
         def act(obs, key):
-            return self.act(state.params, norm(obs), key)
+            return self.act(state, obs, key)
 
         env_state, obs, traj = rollout(self.venv, act, key_rollout, state.env_state, state.obs, c.num_steps,
                                        state.env_params)
@@ -250,13 +251,12 @@ class PPO(Trainer):
         )
         per_env = completed_returns_per_env(traj, state.last_return_per_env)
         env_steps = state.env_steps + batch_size
-        new_state = PPOState(
+        new_state = state.replace(  # replace, not a new PPOState: subclasses' states keep their fields
             params=params,
             opt_state=opt_state,
             env_state=env_state,
             obs=obs,
             obs_stats=obs_stats,
-            env_params=state.env_params,
             key=key,
             iteration=state.iteration + 1,
             env_steps=env_steps,

@@ -146,6 +146,15 @@ class Trainer(abc.ABC):
         """The named parameter pytrees of ``state`` that weight diagnostics report on."""
         return {"": state.params}
 
+    def policy(self, state, obs: jax.Array):
+        """The policy object the run acts with at raw observations ``obs`` (what ``policy_fn`` and
+        ``evaluate`` use): by default the network's policy on the normalized observations.
+        Trainers whose action also depends on other state (e.g. GoRL's frozen decoder) override it."""
+        from jaxpg.algos.common import normalize_obs
+
+        obs = normalize_obs(state.obs_stats, obs, getattr(self.config, "normalize_obs", False))
+        return self.network.apply(state.params, obs, method="policy")
+
     def replace_levels(self, state, env_params, key: jax.Array | None = None):
         """``state`` acting on new levels (environment params) from the next iteration on: the
         hook a curriculum uses between iterations. Trainers whose environments persist across
