@@ -11,6 +11,7 @@ PANELS = (
     ("grad_norm", "gradient norm"),
     ("critic_loss", "critic loss"),
     ("alpha", "temperature alpha"),
+    ("decoder_loss", "decoder flow-matching loss"),
 )
 # Mixture-of-experts metrics, one line per expert: expert collapse shows as lines going to 0.
 EXPERT_PANELS = (
@@ -31,7 +32,7 @@ def plot_learning_curves(metrics: dict, path: str, title: str = "") -> str:
     Each panel shows the mean over seeds (line), the interquartile range (dark band) and the
     min-max range (light band) against environment steps. Mixture-of-experts runs get a panel
     per ``gate_probability/<k>``, ``selection_frequency/<k>`` family: one line per expert
-    (mean over seeds).
+    (mean over seeds). A ``stage`` metric (GoRL) draws a dashed line where each stage begins.
     """
     import matplotlib
 
@@ -63,6 +64,13 @@ def plot_learning_curves(metrics: dict, path: str, title: str = "") -> str:
         ax.set_xlabel("environment steps")
         ax.set_title(label)
         ax.grid(alpha=0.3)
+    if "stage" in metrics:  # staged algorithms (GoRL): a dashed line where each stage begins
+        stage = np.asarray(metrics["stage"]).reshape(-1, steps.shape[0])[0]
+        for start in np.flatnonzero(np.diff(stage)) + 1:
+            for ax in axes[0]:
+                ax.axvline(steps[start], color="0.4", ls="--", lw=0.8)
+            axes[0, 0].annotate(f"stage {stage[start]}", (steps[start], 1.0), xycoords=("data", "axes fraction"),
+                                fontsize=7, ha="left", va="top", color="0.3")
     seeds = np.asarray(metrics["episode_return"]).reshape(-1, steps.shape[0]).shape[0]
     fig.suptitle(f"{title}  ({seeds} seed{'s' if seeds > 1 else ''}: mean, IQR, min-max)")
     fig.tight_layout()

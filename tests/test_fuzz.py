@@ -84,6 +84,11 @@ def test_value_entropy_and_normalization(values, targets, old_values, mask, clip
     check(losses.value_loss, values, targets, old_values=old_values, clip_eps=clip_eps, mask=mask)
     check(losses.entropy_loss, entropies)
     check(losses.entropy_loss, entropies, mask)
+    check(losses.kl_to_standard_normal, values, jnp.exp(0.1 * old_values))
+    check(losses.kl_to_standard_normal, values, jnp.exp(0.1 * old_values), mask[..., 0])
+    velocity = lambda x, t: x * t[..., None] - 0.5 * x  # noqa: E731
+    check(lambda a, eps, t: losses.flow_matching_loss(velocity, a, eps, t), values, targets,
+          jnp.clip(jnp.abs(old_values[:, 0]) / 100.0, 0.0, 1.0))
     check(losses.masked_mean, values, mask)
     check(losses.normalize_advantages, values)
     check(losses.normalize_advantages, values, mask)

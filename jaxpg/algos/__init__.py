@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
+from jaxpg.algos.gorl import GoRL, GoRLConfig, GoRLHParams
 from jaxpg.algos.harpg import HARPG, METHODS, NHARPG, NMPG, NPGIGT, PG, HARPGConfig, HARPGHParams, PolicyGradientFamily
 from jaxpg.algos.pmoe import PMOEPPO, PMOESAC, PMOEPPOConfig, PMOEPPOHParams, PMOESACConfig
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
@@ -23,6 +24,7 @@ ALGORITHMS: dict[str, type[Trainer]] = {
     "sac": SAC,
     "pmoe_sac": PMOESAC,
     "pmoe_ppo": PMOEPPO,
+    "gorl": GoRL,
     # Fatkhullin et al. 2023: one class, one registry name per method.
     **METHODS,
 }
@@ -74,6 +76,9 @@ def make_train(algo: str, env: str | None = None, hparams: dict | None = None, o
 
 __all__ = [
     "ALGORITHMS",
+    "GoRL",
+    "GoRLConfig",
+    "GoRLHParams",
     "HARPG",
     "HARPGConfig",
     "HARPGHParams",

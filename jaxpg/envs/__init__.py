@@ -26,7 +26,7 @@ BRAX_ENVS: tuple[str, ...] = (
 
 
 # Own environments; "permuted/NAME" works for any gymnax environment with vector observations.
-OWN_ENVS: tuple[str, ...] = ("multigoal", "tabular/random", "permuted/CartPole-v1", "permuted/Acrobot-v1", "permuted/Pendulum-v1")
+OWN_ENVS: tuple[str, ...] = ("bandit/bimodal", "multigoal", "tabular/random", "permuted/CartPole-v1", "permuted/Acrobot-v1", "permuted/Pendulum-v1")
 
 
 def list_envs() -> list[str]:
@@ -46,6 +46,10 @@ def make(name: str, **kwargs) -> Environment:
         return GymnaxEnv(name, **kwargs)
     if name.startswith("permuted/") and name[len("permuted/") :] in GYMNAX_ENVS:
         return PermutedObservations(GymnaxEnv(name[len("permuted/") :], **kwargs))
+    if name == "bandit/bimodal":
+        from jaxpg.envs.bandit import BimodalBandit
+
+        return BimodalBandit(**kwargs)
     if name == "multigoal":
         from jaxpg.envs.multigoal import MultiGoal
 

@@ -6,8 +6,9 @@ arrays, and every masked average goes through :func:`masked_mean`.
 
 from .normalize import masked_mean, normalize_advantages
 from .policy_gradient import ppo_clip, reinforce_surrogate
-from .regularizers import entropy_loss
+from .regularizers import entropy_loss, kl_to_standard_normal
 from .returns import discounted_returns, gae
+from .flow_matching import flow_matching_loss
 from .mixture_of_experts import (
     frequency_loss,
     gumbel_softmax_actor_loss,
@@ -21,10 +22,12 @@ from .value import value_loss
 __all__ = [
     "discounted_returns",
     "entropy_loss",
+    "flow_matching_loss",
     "frequency_loss",
     "gae",
     "gumbel_softmax_actor_loss",
     "gumbel_softmax_gate",
+    "kl_to_standard_normal",
     "masked_mean",
     "normalize_advantages",
     "pmoe_actor_loss",

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import chex
+import jax.numpy as jnp
 
 from .normalize import masked_mean
 
@@ -27,3 +28,19 @@ def entropy_loss(entropies: Array, mask: Array | None = None) -> tuple[Array, di
     """
     entropy = masked_mean(entropies, mask)
     return -entropy, {"entropy": entropy}
+
+
+def kl_to_standard_normal(mean: Array, std: Array, mask: Array | None = None) -> tuple[Array, dict[str, Array]]:
+    r"""Mean KL divergence of diagonal Gaussians ``N(mean, std^2)`` (event axis last) from the
+    standard normal prior:
+
+    .. math:: \mathrm{KL}\big(\mathcal N(\mu, \sigma^2) \,\|\, \mathcal N(0, I)\big)
+              = \sum_i \Big(\tfrac{1}{2}(\sigma_i^2 + \mu_i^2 - 1) - \log \sigma_i\Big)
+
+    GoRL's pull of the latent policy toward the prior its decoder was trained on (the paper's "KL
+    penalty toward N(0, I)"; its code's ``c (mu^2 + sigma^2)`` pulls sigma to 0 instead, reference
+    notes 4.6 pitfall 2). Zero exactly at mean 0, std 1.
+    """
+    kl = jnp.sum(0.5 * (jnp.square(std) + jnp.square(mean) - 1.0) - jnp.log(std), axis=-1)
+    value = masked_mean(kl, mask)
+    return value, {"latent_kl": value}

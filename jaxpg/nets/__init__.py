@@ -2,6 +2,7 @@
 
 from jaxpg.nets import running_norm
 from jaxpg.nets.actor_critic import ActorCritic, PolicyNetwork, flatten_obs
+from jaxpg.nets.flow import VelocityField, time_embedding
 from jaxpg.nets.mlp import (
     ACTIVATIONS,
     MLP,
@@ -26,8 +27,10 @@ __all__ = [
     "RunningStats",
     "TwinQNetwork",
     "ValueHead",
+    "VelocityField",
     "flatten_obs",
     "get_activation",
     "normalized_kernels_mask",
     "running_norm",
+    "time_embedding",
 ]

@@ -10,6 +10,7 @@ from jaxpg.policies.distributions import (
     Policy,
     SquashedGaussian,
 )
+from jaxpg.policies.flow import INTEGRATORS, integrate_flow
 from jaxpg.policies.heads import STD_MODES, CategoricalHead, GaussianHead, MixtureOfExpertsHead, policy_head
 
 __all__ = [
@@ -18,11 +19,13 @@ __all__ = [
     "CategoricalHead",
     "DecodedPolicy",
     "Gaussian",
+    "INTEGRATORS",
     "GaussianHead",
     "Mixture",
     "MixtureOfExpertsHead",
     "Policy",
     "STD_MODES",
     "SquashedGaussian",
+    "integrate_flow",
     "policy_head",
 ]
