@@ -9,6 +9,9 @@ $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -e ".[dev]"
+	# MuJoCo Playground for the DMC smoke test, without warp-lang (GPU only, a 149 MB wheel):
+	# the same pins as pyproject's `playground` extra.
+	$(PY) -m pip install --quiet --no-deps playground==0.2.0 lxml==6.1.3
 	touch $(STAMP)
 
 # Main job: PPO on CartPole-v1 (4 seeds, 500k steps each, one compiled program),

@@ -2,6 +2,7 @@
 
 >>> env = jaxpg.envs.make("CartPole-v1")          # gymnax
 >>> env = jaxpg.envs.make("brax/inverted_pendulum")  # brax
+>>> env = jaxpg.envs.make("playground/CartpoleBalance")  # MuJoCo Playground (optional extra)
 """
 
 from __future__ import annotations
@@ -24,6 +25,37 @@ BRAX_ENVS: tuple[str, ...] = (
     "walker2d",
 )
 
+# DeepMind Control Suite tasks of MuJoCo Playground 0.2.0 (``dm_control_suite.ALL_ENVS``), named
+# "playground/<task>". A static tuple, so listing them never imports the optional
+# ``mujoco_playground`` (``pip install -e ".[playground]"``); tests check it against the package.
+PLAYGROUND_ENVS: tuple[str, ...] = (
+    "AcrobotSwingup",
+    "AcrobotSwingupSparse",
+    "BallInCup",
+    "CartpoleBalance",
+    "CartpoleBalanceSparse",
+    "CartpoleSwingup",
+    "CartpoleSwingupSparse",
+    "CheetahRun",
+    "FingerSpin",
+    "FingerTurnEasy",
+    "FingerTurnHard",
+    "FishSwim",
+    "HopperHop",
+    "HopperStand",
+    "HumanoidStand",
+    "HumanoidWalk",
+    "HumanoidRun",
+    "PendulumSwingup",
+    "PointMass",
+    "ReacherEasy",
+    "ReacherHard",
+    "SwimmerSwimmer6",
+    "WalkerRun",
+    "WalkerStand",
+    "WalkerWalk",
+)
+
 
 # Own environments; "permuted/NAME" works for any gymnax environment with vector observations.
 OWN_ENVS: tuple[str, ...] = ("bandit/bimodal", "multigoal", "tabular/random", "permuted/CartPole-v1", "permuted/Acrobot-v1", "permuted/Pendulum-v1")
@@ -31,7 +63,12 @@ OWN_ENVS: tuple[str, ...] = ("bandit/bimodal", "multigoal", "tabular/random", "p
 
 def list_envs() -> list[str]:
     """All names accepted by :func:`make`."""
-    return list(GYMNAX_ENVS) + [f"brax/{name}" for name in BRAX_ENVS] + list(OWN_ENVS)
+    return (
+        list(GYMNAX_ENVS)
+        + [f"brax/{name}" for name in BRAX_ENVS]
+        + [f"playground/{name}" for name in PLAYGROUND_ENVS]
+        + list(OWN_ENVS)
+    )
 
 
 def make(name: str, **kwargs) -> Environment:
@@ -39,6 +76,9 @@ def make(name: str, **kwargs) -> Environment:
 
     gymnax names are used as gymnax spells them (``"CartPole-v1"``); brax environments are
     ``"brax/<name>"`` and accept ``backend=`` and ``episode_length=`` keyword arguments.
+    MuJoCo Playground's DeepMind Control Suite tasks are ``"playground/<Task>"`` (optional extra
+    ``pip install -e ".[playground]"``) and accept ``episode_length=``, ``impl=`` and
+    ``config_overrides=``.
     """
     if not isinstance(name, str):
         raise TypeError(f"environment name must be a string, got {type(name).__name__}")
@@ -62,6 +102,15 @@ def make(name: str, **kwargs) -> Environment:
         from jaxpg.envs.brax_adapter import BraxEnv  # brax is heavy to import; only on demand
 
         return BraxEnv(name[len("brax/") :], **kwargs)
+    if name.startswith("playground/"):
+        task = name[len("playground/") :]
+        if task not in PLAYGROUND_ENVS:
+            valid = ", ".join(PLAYGROUND_ENVS)
+            raise ValueError(f"unknown MuJoCo Playground task {task!r}; valid DMC task names: {valid}")
+        # an optional extra, imported only here (a one-line ImportError if it is missing)
+        from jaxpg.envs.playground_adapter import PlaygroundEnv
+
+        return PlaygroundEnv(task, **kwargs)
     raise ValueError(f"unknown environment {name!r}; valid choices: {', '.join(list_envs())}")
 
 
@@ -73,6 +122,7 @@ __all__ = [
     "Environment",
     "GYMNAX_ENVS",
     "OWN_ENVS",
+    "PLAYGROUND_ENVS",
     "PermutedObservations",
     "PermutedParams",
     "GymnaxEnv",
