@@ -16,6 +16,7 @@ import pytest
 
 import jaxpg
 import jaxpg.envs
+from jaxpg import prng
 from jaxpg.envs import PLAYGROUND_ENVS, Box, VectorEnv
 
 HAS_PLAYGROUND = importlib.util.find_spec("mujoco_playground") is not None
@@ -98,7 +99,10 @@ def rollout(env):
             state, ts = venv.step(key_step, state, action, params)
             return state, ts
 
-        _, ts = jax.lax.scan(body, state, jax.random.split(key_steps, NUM_STEPS))
+        # The step keys re-typed as jaxpg's rollouts re-type them (prng.unrolled) while the reset
+        # key is a plain one: Playground keeps its key in the state, and both kinds meet in the
+        # auto-reset's select (the adapter hands Playground raw key data).
+        _, ts = jax.lax.scan(body, state, jax.random.split(prng.unrolled(key_steps), NUM_STEPS))
         return obs, ts
 
     return run
@@ -157,23 +161,3 @@ def test_time_limit_truncates_and_auto_resets(env, rollout):
     # at the truncated step, obs is the next episode's first observation, final_obs the reached one
     assert not np.allclose(np.asarray(ts.obs[2]), np.asarray(ts.final_obs[2]))
     np.testing.assert_array_equal(np.asarray(ts.obs[1]), np.asarray(ts.final_obs[1]))
-
-
-@needs_playground
-def test_ppo_builds_and_one_jitted_step_runs():
-    train = jaxpg.make_train(
-        "ppo",
-        env=f"playground/{TASK}",
-        total_steps=2 * 8 * 2,
-        num_envs=2,
-        num_steps=8,
-        update_epochs=1,
-        num_minibatches=1,
-        hidden_sizes=(16,),
-    )
-    # init jitted too: run eagerly, op by op, the vmapped MJX reset takes ~30 s on CPU (~5 s jitted)
-    state = jax.jit(train.init)(jax.random.key(0))
-    state, metrics = jax.jit(train.step)(state, train.default_hparams)
-    assert bool(metrics["finite"])
-    assert int(state.env_steps) == 2 * 8 and int(metrics["env_steps"]) == 2 * 8
-    assert all(np.all(np.isfinite(np.asarray(leaf))) for leaf in jax.tree.leaves(state.params))

@@ -11,10 +11,6 @@ time limit becomes ``truncated``, so a truncated episode is bootstrapped from ``
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
-import warnings
 from typing import Any
 
 import jax
@@ -23,38 +19,9 @@ import numpy as np
 from flax import struct
 
 from jaxpg.envs.core import Box, Environment
+from jaxpg.envs.quiet import quiet_mujoco_backends
 
-# brax warns that it is unmaintained (a UserWarning from ``mjcf.load``, i.e. every time an
-# environment is built) and its import pulls in jaxopt (a DeprecationWarning) and mujoco.mjx, which
-# *prints* "Failed to import warp/mujoco_warp" when the optional GPU package ``warp`` is absent.
-# None of it is actionable for jaxpg users, so it is silenced here; any other output is passed on.
-_QUIET_MESSAGES = (
-    r"Brax System, piplines and environments are not actively",
-    r"JAXopt is no longer maintained",
-)
-_QUIET_PRINTS = ("Failed to import warp", "Failed to import mujoco_warp")
-
-
-@contextlib.contextmanager
-def _quiet_brax():
-    buffer = io.StringIO()
-    with warnings.catch_warnings():
-        for message in _QUIET_MESSAGES:
-            warnings.filterwarnings("ignore", message=message)
-        try:
-            with contextlib.redirect_stdout(buffer):
-                yield
-        finally:
-            kept = [
-                line
-                for line in buffer.getvalue().splitlines()
-                if not line.startswith(_QUIET_PRINTS)
-            ]
-            if kept:
-                sys.stdout.write("\n".join(kept) + "\n")
-
-
-with _quiet_brax():
+with quiet_mujoco_backends():
     import brax.envs as brax_envs
 
 VALID_BACKENDS: tuple[str, ...] = ("generalized", "positional", "spring", "mjx")
@@ -173,7 +140,7 @@ class BraxEnv(Environment):
             raise ValueError(f"episode_length must be a positive integer, got {episode_length!r}")
         if backend is not None:
             brax_kwargs["backend"] = backend
-        with _quiet_brax():
+        with quiet_mujoco_backends():
             self.brax_env = brax_envs.get_environment(name, **brax_kwargs)
         self.name = f"brax/{name}"
         self.backend = self.brax_env.backend

@@ -25,10 +25,6 @@ so a truncated episode is bootstrapped from ``ts.final_obs``.
 
 from __future__ import annotations
 
-import contextlib
-import io
-import sys
-import warnings
 from typing import Any
 
 import jax
@@ -37,38 +33,11 @@ import numpy as np
 from flax import struct
 
 from jaxpg.envs.core import Box, Environment
+from jaxpg.envs.quiet import quiet_mujoco_backends
 
 INSTALL_HINT = 'pip install -e ".[playground]"'
 
 VALID_IMPLS: tuple[str, ...] = ("jax", "warp")
-
-# Importing mujoco_playground imports mujoco.mjx, which *prints* "Failed to import warp/
-# mujoco_warp" when the optional GPU package ``warp-lang`` is absent, and brax (which warns that it
-# is unmaintained). None of it is actionable for jaxpg users; any other output is passed on.
-_QUIET_MESSAGES = (
-    r"Brax System, piplines and environments are not actively",
-    r"JAXopt is no longer maintained",
-)
-_QUIET_PRINTS = ("Failed to import warp", "Failed to import mujoco_warp")
-
-
-@contextlib.contextmanager
-def _quiet_playground():
-    buffer = io.StringIO()
-    with warnings.catch_warnings():
-        for message in _QUIET_MESSAGES:
-            warnings.filterwarnings("ignore", message=message)
-        try:
-            with contextlib.redirect_stdout(buffer):
-                yield
-        finally:
-            kept = [
-                line
-                for line in buffer.getvalue().splitlines()
-                if not line.startswith(_QUIET_PRINTS)
-            ]
-            if kept:
-                sys.stdout.write("\n".join(kept) + "\n")
 
 
 def load_dm_control_suite():
@@ -79,7 +48,7 @@ def load_dm_control_suite():
         packages it imports is missing.
     """
     try:
-        with _quiet_playground():
+        with quiet_mujoco_backends():
             from mujoco_playground import dm_control_suite
     except ImportError as error:
         raise ImportError(
@@ -193,7 +162,7 @@ class PlaygroundEnv(Environment):
         if int(episode_length) < 1:
             raise ValueError(f"episode_length must be a positive integer, got {episode_length!r}")
         overrides = {"impl": impl, **dict(config_overrides or {})}
-        with _quiet_playground():
+        with quiet_mujoco_backends():
             self.pg_env = suite.load(name, config_overrides=overrides)
         self.name = f"playground/{name}"
         self.impl = impl
