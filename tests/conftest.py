@@ -31,15 +31,3 @@ def pytest_sessionfinish(session, exitstatus):
     if _OWNER:
         shutil.rmtree(_CACHE, ignore_errors=True)
 
-
-# Files in decreasing order of their measured time (`pytest --durations`), the rest after them:
-# pytest-xdist's `--dist loadfile` hands files to its workers in collection order, so the longest
-# files go first and the short ones fill in at the end (longest-processing-time-first), instead of
-# one long file finishing alone while the other worker idles.
-HEAVIEST_FIRST = ("test_algos.py", "test_sac.py", "test_cli.py", "test_pmoe.py", "test_brax_env.py",
-                  "test_contracts.py", "test_gorl.py", "test_harpg.py", "test_distributed.py")
-
-
-def pytest_collection_modifyitems(session, config, items):
-    rank = {name: i for i, name in enumerate(HEAVIEST_FIRST)}
-    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: order within a file kept

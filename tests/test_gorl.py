@@ -158,19 +158,19 @@ def test_a_stage_switch_preserves_the_policy_on_the_bimodal_bandit():
 def test_runs_in_chunks_switch_stages_where_an_uninterrupted_run_does():
     """The switch lives in ``step`` (under a while_loop), so a run split at any iteration (as the CLI
     checkpoints and resumes) ends with the same parameters and stage trace."""
-    train = jaxpg.make_train("gorl", env="Pendulum-v1", total_steps=12 * 256, num_envs=4, num_steps=64,
+    train = jaxpg.make_train("gorl", env="Pendulum-v1", total_steps=6 * 128, num_envs=2, num_steps=64,
                              hidden_sizes=(16, 16), num_stages=3, decoder_rollouts=1, decoder_train_steps=20,
                              decoder_batch_size=32, update_epochs=1, num_minibatches=2)
     hp = train.default_hparams
     state = jax.jit(train.init)(jax.random.key(0))
-    whole = jax.jit(lambda s: train.run(s, hp, 12))(state)
-    chunk = jax.jit(lambda s: train.run(s, hp, 6))  # each half holds one stage start
+    whole = jax.jit(lambda s: train.run(s, hp, 6))(state)
+    chunk = jax.jit(lambda s: train.run(s, hp, 3))  # each half holds one stage start
     first = chunk(state)
     second = chunk(first.state)
-    assert train.stage_starts == (4, 8)
-    np.testing.assert_array_equal(whole.metrics["stage"], [0] * 4 + [1] * 4 + [2] * 4)
+    assert train.stage_starts == (2, 4)
+    np.testing.assert_array_equal(whole.metrics["stage"], [0, 0, 1, 1, 2, 2])
     np.testing.assert_array_equal(np.concatenate([first.metrics["stage"], second.metrics["stage"]]), whole.metrics["stage"])
     for x, y in zip(jax.tree.leaves((whole.state.params, whole.state.decoder_params)),
                     jax.tree.leaves((second.state.params, second.state.decoder_params)), strict=True):
         np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-    assert np.isfinite(np.asarray(whole.metrics["decoder_loss"])[4:]).all()
+    assert np.isfinite(np.asarray(whole.metrics["decoder_loss"])[2:]).all()
