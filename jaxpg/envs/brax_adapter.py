@@ -19,7 +19,7 @@ import numpy as np
 from flax import struct
 
 from jaxpg.envs.core import Box, Environment
-from jaxpg.envs.quiet import quiet_mujoco_backends
+from jaxpg.envs.mujoco_common import canonical_state, quiet_mujoco_backends
 
 with quiet_mujoco_backends():
     import brax.envs as brax_envs
@@ -68,39 +68,6 @@ class BraxState:
 
     brax_state: Any
     time: jax.Array
-
-
-def _strong(x: Any) -> jax.Array:
-    """``x`` as an array of its own dtype, never weakly typed (so reset and step leaves agree)."""
-    x = jnp.asarray(x)
-    return jnp.asarray(x, dtype=x.dtype)
-
-
-def _like(new: Any, like: Any) -> Any:
-    """``new`` cast to the pytree structure and dtypes of ``like``.
-
-    Dict entries (brax ``metrics``/``info``) that ``like`` lacks are dropped, so reset and step
-    states have identical structure and dtypes for ``tree_select``.
-    """
-    if isinstance(like, dict):
-        return {k: _like(new[k], v) for k, v in like.items()}
-    return jax.tree.map(lambda a, b: jnp.asarray(a, dtype=jnp.asarray(b).dtype), new, like)
-
-
-def _canonical_brax_state(state: Any, like: Any = None) -> Any:
-    """obs/reward/done as float32 and no weak types; with ``like``, matched to ``like``."""
-    state = state.replace(
-        obs=jnp.asarray(state.obs, jnp.float32),
-        reward=jnp.asarray(state.reward, jnp.float32),
-        done=jnp.asarray(state.done, jnp.float32),
-    )
-    if like is None:
-        return jax.tree.map(_strong, state)
-    return state.replace(
-        pipeline_state=_like(state.pipeline_state, like.pipeline_state),
-        metrics=_like(state.metrics, like.metrics),
-        info=_like(state.info, like.info),
-    )
 
 
 class BraxEnv(Environment):
@@ -163,7 +130,7 @@ class BraxEnv(Environment):
         self.action_spec = Box.make(-1.0, 1.0, (int(self.brax_env.action_size),))
 
     def reset_raw(self, key, params):
-        brax_state = _canonical_brax_state(self.brax_env.reset(key))
+        brax_state = canonical_state(self.brax_env.reset(key), "pipeline_state")
         return BraxState(brax_state, jnp.zeros((), jnp.int32)), brax_state.obs
 
     def step_raw(self, key, state, action, params):
@@ -175,7 +142,7 @@ class BraxEnv(Environment):
         brax_state = self.brax_env.step(
             like.replace(metrics=dict(like.metrics), info=dict(like.info)), action
         )
-        brax_state = _canonical_brax_state(brax_state, like=like)
+        brax_state = canonical_state(brax_state, "pipeline_state", like=like)
         time = state.time + 1
         terminated = brax_state.done > 0.5
         truncated = time >= params.max_steps_in_episode

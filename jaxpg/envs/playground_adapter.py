@@ -33,7 +33,7 @@ import numpy as np
 from flax import struct
 
 from jaxpg.envs.core import Box, Environment
-from jaxpg.envs.quiet import quiet_mujoco_backends
+from jaxpg.envs.mujoco_common import canonical_state, quiet_mujoco_backends
 
 INSTALL_HINT = 'pip install -e ".[playground]"'
 
@@ -78,12 +78,6 @@ class PlaygroundState:
     time: jax.Array
 
 
-def _strong(x: Any) -> jax.Array:
-    """``x`` as an array of its own dtype, never weakly typed (so reset and step leaves agree)."""
-    x = jnp.asarray(x)
-    return jnp.asarray(x, dtype=x.dtype)
-
-
 def _raw_key(key: jax.Array) -> jax.Array:
     """``key`` as raw ``uint32`` key data.
 
@@ -94,34 +88,6 @@ def _raw_key(key: jax.Array) -> jax.Array:
     if jax.dtypes.issubdtype(key.dtype, jax.dtypes.prng_key):
         return jax.random.key_data(key)
     return key
-
-
-def _like(new: Any, like: Any) -> Any:
-    """``new`` cast to the pytree structure and dtypes of ``like``.
-
-    Dict entries (``metrics``/``info``) that ``like`` lacks are dropped, so reset and step states
-    have identical structure and dtypes for ``tree_select`` and ``lax.scan`` carries (several DMC
-    tasks return weakly typed rewards or metrics from ``step`` but not from ``reset``).
-    """
-    if isinstance(like, dict):
-        return {k: _like(new[k], v) for k, v in like.items()}
-    return jax.tree.map(lambda a, b: jnp.asarray(a, dtype=jnp.asarray(b).dtype), new, like)
-
-
-def _canonical_state(state: Any, like: Any = None) -> Any:
-    """obs/reward/done as float32 and no weak types; with ``like``, matched to ``like``."""
-    state = state.replace(
-        obs=jnp.asarray(state.obs, jnp.float32),
-        reward=jnp.asarray(state.reward, jnp.float32),
-        done=jnp.asarray(state.done, jnp.float32),
-    )
-    if like is None:
-        return jax.tree.map(_strong, state)
-    return state.replace(
-        data=_like(state.data, like.data),
-        metrics=_like(state.metrics, like.metrics),
-        info=_like(state.info, like.info),
-    )
 
 
 class PlaygroundEnv(Environment):
@@ -184,7 +150,7 @@ class PlaygroundEnv(Environment):
         self.action_spec = Box.make(-1.0, 1.0, (int(self.pg_env.action_size),))
 
     def reset_raw(self, key, params):
-        pg_state = _canonical_state(self.pg_env.reset(_raw_key(key)))
+        pg_state = canonical_state(self.pg_env.reset(_raw_key(key)), "data")
         return PlaygroundState(pg_state, jnp.zeros((), jnp.int32)), pg_state.obs
 
     def step_raw(self, key, state, action, params):
@@ -196,7 +162,7 @@ class PlaygroundEnv(Environment):
         pg_state = self.pg_env.step(
             like.replace(metrics=dict(like.metrics), info=dict(like.info)), action
         )
-        pg_state = _canonical_state(pg_state, like=like)
+        pg_state = canonical_state(pg_state, "data", like=like)
         time = state.time + 1
         terminated = pg_state.done > 0.5
         truncated = time >= params.max_steps_in_episode
