@@ -34,6 +34,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxpg
+from _curves import binned, summary  # benchmarks/ is on sys.path when a script here runs
 from jaxpg.envs.bandit import bimodal_reward
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -63,11 +64,6 @@ TASKS = {
                   activation="silu"),
              dict(GORL, decoder_rollouts=2, decoder_train_steps=3000, decoder_batch_size=4096))],
 }
-
-
-def summary(values) -> dict:
-    values = np.asarray(values, np.float64)
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values.tolist()}
 
 
 def action_modes(train, result, seeds: int) -> dict:
@@ -102,15 +98,14 @@ def run(env: str, budget: int, label: str, algo: str, overrides: dict, seeds: in
     jaxpg.check_finite(result)
     returns = np.asarray(result.metrics["episode_return"], np.float64)
     steps = np.asarray(result.metrics["env_steps"], np.float64)[0]
-    edges = np.linspace(0, returns.shape[1], BINS + 1).astype(int)
-    curve = np.stack([np.nanmean(returns[:, a:b], 1) for a, b in zip(edges[:-1], edges[1:])], 1)
+    curve, curve_steps = binned(returns, steps, BINS)
     tail = max(1, returns.shape[1] // 10)
     evaluation = np.asarray(jaxpg.evaluate(result, jax.random.key(1), num_episodes=10)).mean(-1)
     out = {"label": label, "algo": algo, "env": env, "env_steps": int(steps[-1]), "seeds": seeds,
            "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
            "seconds_with_compile": round(seconds, 1), "auc": summary(np.nanmean(curve, 1)),
            "final_return": summary(np.nanmean(returns[:, -tail:], 1)), "eval_return": summary(evaluation),
-           "curve_steps": [float(steps[a:b].mean()) for a, b in zip(edges[:-1], edges[1:])],
+           "curve_steps": curve_steps.tolist(),
            "curve_mean": np.nanmean(curve, 0).tolist(), "curve_std": np.nanstd(curve, 0).tolist()}
     if algo == "gorl":
         stage = np.asarray(result.metrics["stage"])[0]

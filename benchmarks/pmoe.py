@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxpg
+from _curves import binned, summary  # benchmarks/ is on sys.path when a script here runs
 from jaxpg.envs.multigoal import MultiGoalParams, goal_reached, mode_rollout_goals
 
 RESULTS = os.path.join(os.path.dirname(__file__), "results")
@@ -72,18 +73,6 @@ TASKS = {
         for name, budget in (("inverted_pendulum", 300_000), ("inverted_double_pendulum", 300_000))
     ],
 }
-
-
-def binned(curve: np.ndarray, steps: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """``[seeds, iterations]`` -> ``[seeds, BINS]`` bin means (NaN before the first episode ends
-    are skipped), and the bins' mean env steps."""
-    edges = np.linspace(0, curve.shape[1], BINS + 1).astype(int)
-    values = np.stack([np.nanmean(curve[:, a:b], axis=1) for a, b in zip(edges[:-1], edges[1:])], 1)
-    return values, np.array([steps[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
-
-
-def summary(values: np.ndarray) -> dict:
-    return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": [float(v) for v in values]}
 
 
 def sampled_goals(train, params, key, episodes: int = 200) -> np.ndarray:
@@ -140,7 +129,7 @@ def run(env: str, budget: int, label: str, algo: str, overrides: dict, seeds: in
     jaxpg.check_finite(result)
     returns = np.asarray(result.metrics["episode_return"], np.float64)
     steps = np.asarray(result.metrics["env_steps"], np.float64)[0]
-    curve, curve_steps = binned(returns, steps)
+    curve, curve_steps = binned(returns, steps, BINS)
     tail = max(1, returns.shape[1] // 10)
     evaluation = np.asarray(jaxpg.evaluate(result, jax.random.key(1), num_episodes=10)).mean(-1)
     out = {
