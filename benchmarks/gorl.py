@@ -63,7 +63,11 @@ TASKS = {
                   normalize_obs=True, lr_schedule="constant", ent_coef=1e-2, hidden_sizes=(256, 256),
                   activation="silu"),
              dict(GORL, decoder_rollouts=2, decoder_train_steps=3000, decoder_batch_size=4096))],
+    # The base algorithm as a parameter: GoRL on SAC against SAC (SAC's defaults; 5,000 steps of
+    # the best encoder's data per decoder).
+    "control_sac": [("Pendulum-v1", 30_000, dict(), dict(GORL, decoder_rollouts=5000), "sac")],
 }
+BASE_LABELS = {"ppo": "Gaussian PPO", "sac": "SAC"}
 
 
 def action_modes(train, result, seeds: int) -> dict:
@@ -101,17 +105,23 @@ def run(env: str, budget: int, label: str, algo: str, overrides: dict, seeds: in
     curve, curve_steps = binned(returns, steps, BINS)
     tail = max(1, returns.shape[1] // 10)
     evaluation = np.asarray(jaxpg.evaluate(result, jax.random.key(1), num_episodes=10)).mean(-1)
-    out = {"label": label, "algo": algo, "env": env, "env_steps": int(steps[-1]), "seeds": seeds,
+    base = overrides.get("base", algo if algo in BASE_LABELS else "ppo")
+    out = {"label": label, "algo": train.algo, "base": base, "env": env, "env_steps": int(steps[-1]), "seeds": seeds,
            "overrides": {k: list(v) if isinstance(v, tuple) else v for k, v in overrides.items()},
            "seconds_with_compile": round(seconds, 1), "auc": summary(np.nanmean(curve, 1)),
            "final_return": summary(np.nanmean(returns[:, -tail:], 1)), "eval_return": summary(evaluation),
            "curve_steps": curve_steps.tolist(),
            "curve_mean": np.nanmean(curve, 0).tolist(), "curve_std": np.nanstd(curve, 0).tolist()}
-    if algo == "gorl":
+    if algo.startswith("gorl"):
         stage = np.asarray(result.metrics["stage"])[0]
         out["stage_start_steps"] = [float(steps[i]) for i in np.flatnonzero(np.diff(stage)) + 1]
-        # Return just before and just after each switch (mean over seeds of the iteration's return).
-        out["return_around_switch"] = [[float(np.nanmean(returns[:, i - 1])), float(np.nanmean(returns[:, i + 1]))]
+        # Return just before and just after each switch: per seed, the last return reported before it
+        # and the first one after it (SAC reports none until the new stage's first episode ends).
+        def first_finite(rows):
+            return np.asarray([row[np.isfinite(row)][0] if np.isfinite(row).any() else np.nan for row in rows])
+
+        out["return_around_switch"] = [[float(np.nanmean(first_finite(returns[:, i - 1::-1]))),
+                                        float(np.nanmean(first_finite(returns[:, i + 1:])))]
                                        for i in np.flatnonzero(np.diff(stage)) + 1]
         out["decoder_loss_end"] = float(np.asarray(result.metrics["decoder_loss"])[:, -1].mean())
     if env == "bandit/bimodal":
@@ -150,18 +160,18 @@ def plot(results: dict, path: str) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    envs = list(dict.fromkeys(r["env"] for r in results["runs"]))
+    panels = list(dict.fromkeys((r["env"], r.get("base", "ppo")) for r in results["runs"]))
     modes = [r for r in results["runs"] if "modes" in r]
-    count = len(envs) + (1 if modes else 0)
+    count = len(panels) + (1 if modes else 0)
     fig, axes = plt.subplots(1, count, figsize=(4.4 * count, 3.4), squeeze=False)
-    for ax, env in zip(axes[0], envs):
-        for i, r in enumerate(r for r in results["runs"] if r["env"] == env):
+    for ax, (env, base) in zip(axes[0], panels):
+        for i, r in enumerate(r for r in results["runs"] if (r["env"], r.get("base", "ppo")) == (env, base)):
             x, m, s = (np.asarray(r[k]) for k in ("curve_steps", "curve_mean", "curve_std"))
             ax.plot(x, m, color=f"C{i}", label=r["label"])
             ax.fill_between(x, m - s, m + s, color=f"C{i}", alpha=0.2, lw=0)
             for start in r.get("stage_start_steps", []):
                 ax.axvline(start, color="0.4", ls="--", lw=0.8)
-        ax.set_title(env, fontsize=9)
+        ax.set_title(env if base == "ppo" else f"{env} (base: {base.upper()})", fontsize=9)
         ax.set_xlabel("environment steps")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
@@ -180,6 +190,12 @@ def plot(results: dict, path: str) -> None:
     plt.close(fig)
 
 
+def save(results: dict, run_result: dict, path: str) -> None:
+    results["runs"].append(run_result)
+    with open(path, "w") as fh:
+        json.dump(results, fh, indent=1)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--tasks", nargs="+", default=["bandit", "control", "dmc_cpu", "brax"], choices=list(TASKS))
@@ -190,19 +206,19 @@ def main() -> None:
     os.makedirs(args.out, exist_ok=True)
     json_path = os.path.join(args.out, "gorl.json")
     previous = json.load(open(json_path)) if os.path.exists(json_path) else {"runs": []}
-    rerun = {env for task in args.tasks for env, *_ in TASKS[task]}
+    rerun = {(env, (algo or ["ppo"])[0]) for task in args.tasks for env, _, _, _, *algo in TASKS[task]}
     results = {"date": datetime.date.today().isoformat(), "device": str(jax.devices()[0].device_kind),
-               "runs": [r for r in previous["runs"] if r["env"] not in rerun]}
+               "runs": [r for r in previous["runs"] if (r["env"], r.get("base", "ppo")) not in rerun]}
     for task in args.tasks:
         print(f"== {task}", flush=True)
-        for env, budget, base, gorl in TASKS[task]:
+        for env, budget, base, gorl, *algo in TASKS[task]:
+            algo = algo[0] if algo else "ppo"
             budget = int(budget * args.scale)
-            gorl_run = run(env, budget, "GoRL", "gorl", {**base, **gorl}, args.seeds)
-            # PPO gets the same env steps: GoRL's iterations plus its decoders' data collection.
-            ppo_run = run(env, gorl_run["env_steps"], "Gaussian PPO", "ppo", base, args.seeds)
-            results["runs"] += [gorl_run, ppo_run]
-            with open(json_path, "w") as fh:
-                json.dump(results, fh, indent=1)
+            label = "GoRL" if algo == "ppo" else f"GoRL ({algo.upper()})"
+            gorl_run = run(env, budget, label, "gorl", {**base, **gorl, "base": algo}, args.seeds)
+            save(results, gorl_run, json_path)  # each run as soon as it ends (a run may be cut short)
+            # The base gets the same env steps: GoRL's iterations plus its decoders' data collection.
+            save(results, run(env, gorl_run["env_steps"], BASE_LABELS[algo], algo, base, args.seeds), json_path)
     write_markdown(results, os.path.join(args.out, "gorl.md"))
     plot(results, os.path.join(args.out, "gorl.png"))
     print(f"wrote {json_path}, gorl.md, gorl.png")

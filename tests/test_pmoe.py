@@ -131,7 +131,7 @@ def test_every_gate_estimator_sends_the_gate_a_gradient(estimator):
     state = jax.jit(train.init)(jax.random.key(0))
     obs = jax.random.normal(jax.random.key(1), (64, 3))
     grads, aux = jax.jit(jax.grad(train.actor_loss, has_aux=True))(state.params, state, state.critic_params, obs,
-                                                                   jax.random.key(2))
+                                                                   jax.random.key(2), train.default_hparams)
     assert float(jnp.abs(grads["params"]["head"]["gate"]["kernel"]).max()) > 0
     assert float(jnp.abs(grads["params"]["head"]["experts"]["Dense_0"]["kernel"]).max()) > 0
     np.testing.assert_allclose(sum(aux[f"selection_frequency/{k}"] for k in range(3)), 1.0, rtol=1e-6)

@@ -9,7 +9,8 @@ from __future__ import annotations
 import dataclasses
 import inspect
 
-from jaxpg.algos.gorl import GoRL, GoRLConfig, GoRLHParams
+from jaxpg.algos import gorl
+from jaxpg.algos.gorl import GoRL, GoRLConfig, GoRLHParams, GoRLSAC, GoRLSACConfig, GoRLSACHParams
 from jaxpg.algos.harpg import HARPG, METHODS, NHARPG, NMPG, NPGIGT, PG, HARPGConfig, HARPGHParams, PolicyGradientFamily
 from jaxpg.algos.pmoe import PMOEPPO, PMOESAC, PMOEPPOConfig, PMOEPPOHParams, PMOESACConfig
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
@@ -25,26 +26,39 @@ ALGORITHMS: dict[str, type[Trainer]] = {
     "pmoe_sac": PMOESAC,
     "pmoe_ppo": PMOEPPO,
     "gorl": GoRL,
+    "gorl_sac": GoRLSAC,
     # Fatkhullin et al. 2023: one class, one registry name per method.
     **METHODS,
 }
 
 
-def get_algorithm(name: str) -> type[Trainer]:
+# Algorithms whose base RL algorithm is a parameter: make_train(name, base=...) picks the variant.
+BASES: dict[str, dict[str, type[Trainer]]] = {"gorl": gorl.BASES}
+
+
+def get_algorithm(name: str, base: str | None = None) -> type[Trainer]:
     if name not in ALGORITHMS:
         raise ValueError(f"unknown algorithm {name!r}; valid choices: {', '.join(ALGORITHMS)}")
-    return ALGORITHMS[name]
+    if base is None:
+        return ALGORITHMS[name]
+    if name not in BASES:
+        raise ValueError(f"{name} takes no base algorithm; algorithms with one: {', '.join(BASES)}")
+    if base not in BASES[name]:
+        raise ValueError(f"unknown base {base!r} for {name}; valid choices: {', '.join(BASES[name])}")
+    return BASES[name][base]
 
 
 def make_train(algo: str, env: str | None = None, hparams: dict | None = None, objective=None,
-               **overrides) -> Trainer:
+               base: str | None = None, **overrides) -> Trainer:
     """One-line entry point: ``make_train("ppo", env="CartPole-v1", total_steps=100_000)``.
 
     Keyword overrides may name fields of the algorithm's ``Config`` (static: network sizes, batch
     shapes, budget) or of its ``HParams`` (floats: they become ``train.default_hparams``).
-    ``objective`` replaces the algorithm's loss where it has one (PPO, REINFORCE).
+    ``objective`` replaces the algorithm's loss where it has one (PPO, REINFORCE). ``base`` picks
+    the base RL algorithm of a framework that takes one (``make_train("gorl", base="sac")`` is
+    ``make_train("gorl_sac")``).
     """
-    cls = get_algorithm(algo)
+    cls = get_algorithm(algo, base)
     config_fields = {f.name for f in dataclasses.fields(cls.Config)}
     hparam_fields = {f.name for f in dataclasses.fields(cls.HParams)}
     config_kwargs, hparam_kwargs = {}, dict(hparams or {})
@@ -79,6 +93,9 @@ __all__ = [
     "GoRL",
     "GoRLConfig",
     "GoRLHParams",
+    "GoRLSAC",
+    "GoRLSACConfig",
+    "GoRLSACHParams",
     "HARPG",
     "HARPGConfig",
     "HARPGHParams",

@@ -78,7 +78,7 @@ class PMOESAC(SAC):
         log_prob = jnp.take_along_axis(experts.log_prob, k[:, None], axis=1)[:, 0]
         return action, log_prob
 
-    def actor_loss(self, actor_params, state: SACState, critic_params, obs, key):
+    def actor_loss(self, actor_params, state: SACState, critic_params, obs, key, hparams):
         mixture = self.network.apply(actor_params, obs)
         key_gate = jax.random.fold_in(key, 1)  # ``key`` itself draws the actions, as in SAC
         experts = mixture.components.sample_and_log_prob(key)  # one reparameterized action per expert

@@ -134,22 +134,28 @@ class SAC(Trainer):
 
     def init(self, key: jax.Array, hparams: SACHParams | None = None, env_params: Any = None) -> SACState:
         hparams = self.default_hparams if hparams is None else hparams
-        key_actor, key_critic, key_env, key_run = jax.random.split(key, 4)
+        _, _, key_env, key_run = jax.random.split(key, 4)
         env_params = common.initial_levels(self.config, self.env, self.venv, key_env, env_params)
+        env_state, first_obs = self.venv.reset(key_env, env_params)
+        return SACState(
+            **self.init_learner(key, hparams), env_state=env_state, obs=first_obs,
+            obs_stats=common.RunningStats.create(self.env.observation_spec.shape), env_params=env_params,
+            key=key_run, iteration=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32),
+            last_return=jnp.full((), jnp.nan, jnp.float32), last_length=jnp.full((), jnp.nan, jnp.float32),
+        )
+
+    def init_learner(self, key: jax.Array, hparams: SACHParams) -> dict:
+        """The learning parts of the state from ``init``'s key: networks, temperature, optimizer
+        states and an empty buffer (what a restart, e.g. GoRL's next stage, re-creates)."""
+        key_actor, key_critic, _, _ = jax.random.split(key, 4)
         obs = jnp.zeros(self.env.observation_spec.shape, jnp.float32)
         actor = self.network.init(key_actor, obs)
         critic = self.critic.init(key_critic, obs, jnp.zeros((self.action_dim,), jnp.float32))
         log_alpha = jnp.log(jnp.asarray(hparams.init_alpha, jnp.float32))
         tx = self._optimizer(hparams)
-        env_state, first_obs = self.venv.reset(key_env, env_params)
-        return SACState(
-            params=actor, critic_params=critic, target_critic_params=critic, log_alpha=log_alpha,
-            actor_opt_state=tx.init(actor), critic_opt_state=tx.init(critic), alpha_opt_state=tx.init(log_alpha),
-            buffer=self.buffer.init(self._transition_example()), env_state=env_state, obs=first_obs,
-            obs_stats=common.RunningStats.create(self.env.observation_spec.shape), env_params=env_params,
-            key=key_run, iteration=jnp.zeros((), jnp.int32), env_steps=jnp.zeros((), jnp.int32),
-            last_return=jnp.full((), jnp.nan, jnp.float32), last_length=jnp.full((), jnp.nan, jnp.float32),
-        )
+        return dict(params=actor, critic_params=critic, target_critic_params=critic, log_alpha=log_alpha,
+                    actor_opt_state=tx.init(actor), critic_opt_state=tx.init(critic),
+                    alpha_opt_state=tx.init(log_alpha), buffer=self.buffer.init(self._transition_example()))
 
     def replace_levels(self, state, env_params, key=None):
         key = jax.random.fold_in(state.key, 1) if key is None else key
@@ -172,12 +178,18 @@ class SAC(Trainer):
         sample = policy.sample_and_log_prob(key)
         return sample.action, sample.log_prob
 
-    def actor_loss(self, actor_params, state: SACState, critic_params, obs: jax.Array, key: jax.Array):
+    def actor_loss(self, actor_params, state: SACState, critic_params, obs: jax.Array, key: jax.Array, hparams):
         """``(loss, aux)``; ``aux["log_prob"]`` is what the temperature's loss reads."""
-        sample = self.network.apply(actor_params, obs).sample_and_log_prob(key)
+        policy = self.network.apply(actor_params, obs)
+        sample = policy.sample_and_log_prob(key)
         q = self.critic.apply(critic_params, obs, sample.action).min(0)
         loss, aux = losses.soft_actor_loss(q, sample.log_prob, alpha=jnp.exp(state.log_alpha))
-        return loss, {"actor_loss": loss, **aux, "log_prob": sample.log_prob}
+        penalty, penalty_info = self.policy_penalty(policy, hparams)
+        return loss + penalty, {"actor_loss": loss, **aux, **penalty_info, "log_prob": sample.log_prob}
+
+    def policy_penalty(self, policy, hparams) -> tuple[jax.Array, dict]:
+        """A term added to the actor's loss (none in SAC; GoRL's pull toward the prior)."""
+        return jnp.zeros(()), {}
 
     def update(self, state: SACState, hparams: SACHParams, key: jax.Array) -> tuple[SACState, dict]:
         """One gradient step of the critics, the actor and the temperature, then the targets."""
@@ -190,7 +202,7 @@ class SAC(Trainer):
         critic_params = optax.apply_updates(state.critic_params, updates)
 
         actor_grads, actor_info = jax.grad(self.actor_loss, has_aux=True)(
-            state.params, state, critic_params, batch["obs"], key_actor)
+            state.params, state, critic_params, batch["obs"], key_actor, hparams)
         updates, actor_opt_state = tx.update(actor_grads, state.actor_opt_state, state.params)
         actor_params = optax.apply_updates(state.params, updates)
 
@@ -209,24 +221,37 @@ class SAC(Trainer):
         return state, {**critic_info, **actor_info, "alpha": jnp.exp(log_alpha)}
 
     # -- one iteration -------------------------------------------------------------------------
+    def behaviour(self, state: SACState, obs: jax.Array, key: jax.Array) -> ActionSample:
+        """The rollout's step at ``obs``: uniform in the action box for the first
+        ``learning_starts`` env steps, then sampled from the policy. ``latent`` is the action the
+        buffer stores and the critics score, ``action`` what the environment executes
+        (:meth:`execute`; the same in SAC)."""
+        spec = self.env.action_spec
+        key_policy, key_random = jax.random.split(key)
+        sample = self.network.apply(state.params, obs).sample_and_log_prob(key_policy)
+        uniform = jax.random.uniform(key_random, sample.action.shape, minval=jnp.asarray(spec.low),
+                                     maxval=jnp.asarray(spec.high))
+        warming_up = state.env_steps < self.config.learning_starts
+        return ActionSample(latent=jnp.where(warming_up, uniform, sample.action),
+                            action=jnp.where(warming_up, uniform, self.execute(state, obs, sample)),
+                            log_prob=sample.log_prob)
+
+    def execute(self, state: SACState, obs: jax.Array, sample: ActionSample) -> jax.Array:
+        """The environment's action for a policy sample (GoRL-SAC decodes it)."""
+        return sample.action
+
+    def learning_ready(self, state: SACState) -> jax.Array:
+        """Whether the buffer holds enough to learn from: ``learning_starts`` (and a batch) of steps."""
+        return state.env_steps >= max(self.config.learning_starts, self.config.batch_size)
+
     def step(self, state: SACState, hparams: SACHParams):
         c = self.config
         key, key_rollout, key_update = jax.random.split(state.key, 3)
-        spec = self.env.action_spec
-        low, high = jnp.asarray(spec.low), jnp.asarray(spec.high)
-        warming_up = state.env_steps < c.learning_starts
 
-        def act(obs, key):
-            key_policy, key_random = jax.random.split(key)
-            sample = self.network.apply(state.params, obs).sample_and_log_prob(key_policy)
-            uniform = jax.random.uniform(key_random, sample.action.shape, minval=low, maxval=high)
-            action = jnp.where(warming_up, uniform, sample.action)
-            return ActionSample(latent=action, action=action, log_prob=sample.log_prob), {}
-
-        env_state, obs, traj = rollout(self.venv, act, key_rollout, state.env_state, state.obs, c.num_steps,
-                                       state.env_params)
+        env_state, obs, traj = rollout(self.venv, lambda o, k: (self.behaviour(state, o, k), {}), key_rollout,
+                                       state.env_state, state.obs, c.num_steps, state.env_params)
         flat = lambda x: x.reshape((-1,) + x.shape[2:])  # noqa: E731  [T, N, ...] -> [T*N, ...]
-        transitions = {"obs": flat(traj.obs), "action": flat(traj.action).reshape(-1, self.action_dim),
+        transitions = {"obs": flat(traj.obs), "action": flat(traj.latent).reshape(-1, self.action_dim),
                        "reward": flat(traj.reward), "terminated": flat(traj.terminated), "next_obs": flat(traj.final_obs)}
         buffer = self.buffer.add(state.buffer, transitions)
         env_steps = state.env_steps + self.steps_per_iteration
@@ -242,7 +267,7 @@ class SAC(Trainer):
         def skip(state):
             return state, jax.tree.map(lambda s: jnp.zeros(s.shape, s.dtype), jax.eval_shape(train, state)[1])
 
-        ready = env_steps >= max(c.learning_starts, c.batch_size)
+        ready = self.learning_ready(state)
         state, info = jax.lax.cond(ready, train, skip, state)
 
         ep_return, ep_length, episodes = common.episode_statistics(
