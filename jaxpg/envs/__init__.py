@@ -59,6 +59,9 @@ PLAYGROUND_ENVS: tuple[str, ...] = (
 
 # Own environments; "permuted/NAME" works for any gymnax environment with vector observations.
 OWN_ENVS: tuple[str, ...] = ("bandit/bimodal", "multigoal", "tabular/random", "permuted/CartPole-v1", "permuted/Acrobot-v1", "permuted/Pendulum-v1")
+# LPG's and GROOVE's grid-worlds (jaxpg.envs.gridworld.LEVELS), "gridworld/<level>".
+GRIDWORLD_LEVELS: tuple[str, ...] = ("dense", "sparse", "long", "longer", "long_dense", "rand_dense", "rand_long",
+                                     "rand_small", "rand_sparse", "rand_very_dense", "small", "all")
 
 
 def list_envs() -> list[str]:
@@ -68,6 +71,7 @@ def list_envs() -> list[str]:
         + [f"brax/{name}" for name in BRAX_ENVS]
         + [f"playground/{name}" for name in PLAYGROUND_ENVS]
         + list(OWN_ENVS)
+        + [f"gridworld/{level}" for level in GRIDWORLD_LEVELS]
     )
 
 
@@ -98,6 +102,10 @@ def make(name: str, **kwargs) -> Environment:
         from jaxpg.envs.tabular import TabularMDP
 
         return TabularMDP(**kwargs)
+    if name.startswith("gridworld/"):  # an unknown level gets the grid-world's own message
+        from jaxpg.envs.gridworld import GridWorld
+
+        return GridWorld(name[len("gridworld/") :], **kwargs)
     if name.startswith("brax/") and name[len("brax/") :] in BRAX_ENVS:
         from jaxpg.envs.brax_adapter import BraxEnv  # brax is heavy to import; only on demand
 
@@ -120,6 +128,7 @@ __all__ = [
     "Discrete",
     "EnvState",
     "Environment",
+    "GRIDWORLD_LEVELS",
     "GYMNAX_ENVS",
     "OWN_ENVS",
     "PLAYGROUND_ENVS",
