@@ -39,7 +39,7 @@ import optax
 from flax import struct
 
 from jaxpg import losses
-from jaxpg.algos.rollout import Transition, rollout
+from jaxpg.algos.rollout import Transition, collect_episodes, rollout
 from jaxpg.envs import VectorEnv
 from jaxpg.meta.network import RuleInputs
 from jaxpg.policies import Categorical
@@ -192,3 +192,80 @@ def meta_loss(eta, rule_fn: Callable[[Any, RuleInputs], tuple], state: AgentStat
     info = {"meta_loss": total, "meta_pg": pg, "policy_entropy": policy_entropy,
             "prediction_entropy": prediction_entropy, "return": jnp.sum(traj.reward) / jnp.maximum(traj.done.sum(), 1)}
     return total, (jax.lax.stop_gradient(state), info)
+
+
+# -- the oracle and algorithmic regret (GROOVE) ------------------------------------------------------
+def a2c_update(state: AgentState, agent: LPGAgent, tx: optax.GradientTransformation, traj: Transition,
+               hparams: LPGHParams, entropy_coef: float = 0.01) -> tuple[AgentState, dict]:
+    """One A2C update of the same agent (the hand-designed antagonist of algorithmic regret):
+    ``-mean(log pi(a|s) A) - c_H H(pi) + 1/2 mean (V - G^lambda)^2``, GAE(gamma, lambda) from its
+    value head; the prediction head is left alone."""
+    def loss(params):
+        logits, _, values = agent.apply(params, traj.obs)
+        _, _, next_values = agent.apply(jax.lax.stop_gradient(params), traj.final_obs)
+        advantages, targets = losses.gae(traj.reward, jax.lax.stop_gradient(values), next_values,
+                                         terminated=traj.terminated, truncated=traj.truncated, gamma=hparams.gamma,
+                                         lam=hparams.gae_lambda)
+        policy = Categorical(logits)
+        pg = -jnp.mean(policy.log_prob(traj.action) * advantages)
+        entropy = policy.entropy().mean()
+        return pg - entropy_coef * entropy + 0.5 * jnp.mean(jnp.square(values - targets)), {"policy_entropy": entropy}
+
+    grads, info = jax.grad(loss, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    return state.replace(params=optax.apply_updates(state.params, updates), opt_state=opt_state,
+                         updates=state.updates + 1), info
+
+
+def init_agent(agent: LPGAgent, tx: optax.GradientTransformation, venv: VectorEnv, key, env_params) -> AgentState:
+    key_params, key_env = jax.random.split(key)
+    params = agent.init(key_params, jnp.zeros(venv.env.observation_spec.shape, jnp.float32))
+    env_state, obs = venv.reset(key_env, env_params)
+    return AgentState(params=params, opt_state=tx.init(params), env_state=env_state, obs=obs,
+                      updates=jnp.zeros((), jnp.int32))
+
+
+def train_lifetime(update: Callable[[AgentState, Transition], tuple[AgentState, dict]], venv: VectorEnv,
+                   agent: LPGAgent, tx, env_params, key, lifetime: int, num_steps: int) -> AgentState:
+    """A fresh agent trained for ``lifetime`` updates, each on a rollout of ``num_steps`` steps
+    (``update(state, traj)``: e.g. a rule's :func:`agent_update` or :func:`a2c_update`)."""
+    key_init, key_run = jax.random.split(key)
+
+    def one(state, k):
+        state, traj = collect(venv, agent, state, k, num_steps, env_params)
+        return update(state, traj)[0], None
+
+    return jax.lax.scan(one, init_agent(agent, tx, venv, key_init, env_params), jax.random.split(key_run, lifetime))[0]
+
+
+def evaluate_agent(venv: VectorEnv, agent: LPGAgent, params, env_params, key, horizon: int) -> jax.Array:
+    """Mean return of one episode per env copy from fresh resets, sampling from the policy
+    (``horizon``: a static bound on the level's episode length)."""
+    def act(obs, k):
+        return Categorical(agent.apply(params, obs)[0]).sample_and_log_prob(k), {}
+
+    return collect_episodes(venv, act, key, horizon, env_params).episode_returns.mean()
+
+
+def rule_update(rule: Rule, agent: LPGAgent, tx, hparams: LPGHParams = LPGHParams()) -> Callable:
+    """``update(state, traj)`` of an agent trained by ``rule``."""
+    return lambda state, traj: agent_update(state, agent, tx, rule, traj, hparams)
+
+
+def oracle_update(agent: LPGAgent, tx, hparams: LPGHParams = LPGHParams()) -> Callable:
+    """``update(state, traj)`` of the A2C antagonist."""
+    return lambda state, traj: a2c_update(state, agent, tx, traj, hparams)
+
+
+def algorithmic_regret(learner: Callable, venv: VectorEnv, agent: LPGAgent, tx, env_params, key, *, lifetime: int,
+                       num_steps: int, horizon: int, hparams: LPGHParams = LPGHParams()) -> tuple[jax.Array, dict]:
+    """GROOVE's score of a level: ``J(A2C agent) - J(learner's agent)``, each trained from scratch
+    for ``lifetime`` updates on the level and evaluated by :func:`evaluate_agent` (``learner``:
+    an ``update(state, traj)``, e.g. :func:`rule_update` of an LPG rule)."""
+    key_oracle, key_learner, key_eval_oracle, key_eval_learner = jax.random.split(key, 4)
+    oracle = train_lifetime(oracle_update(agent, tx, hparams), venv, agent, tx, env_params, key_oracle, lifetime,
+                            num_steps)
+    trained = train_lifetime(learner, venv, agent, tx, env_params, key_learner, lifetime, num_steps)
+    oracle_return = evaluate_agent(venv, agent, oracle.params, env_params, key_eval_oracle, horizon)
+    learner_return = evaluate_agent(venv, agent, trained.params, env_params, key_eval_learner, horizon)
+    return oracle_return - learner_return, {"oracle_return": oracle_return, "learner_return": learner_return}
