@@ -1,9 +1,11 @@
-"""The ``jaxpg`` command line: ``train``, ``eval`` and ``list``.
+"""The ``jaxpg`` command line: ``train``, ``eval``, ``meta-train`` and ``list``.
 
     jaxpg train ppo --env CartPole-v1 --seeds 8          # progress bar, summary, curves.png
     jaxpg train reinforce --env Acrobot-v1 --set learning_rate=1e-3 --set hidden_sizes=32,32
     jaxpg train ppo --resume runs/ppo-CartPole-v1-0001  # continue an interrupted run
     jaxpg eval runs/ppo-CartPole-v1-0001
+    jaxpg meta-train --curriculum regret --meta-steps 200   # GROOVE; writes rule.msgpack
+    jaxpg train lpg --env gridworld/dense --set rule=runs/meta-train-regret-0001/rule.msgpack
     jaxpg list
 """
 
@@ -419,6 +421,113 @@ def _write_metrics(out_dir: str, metrics: dict) -> None:
                 f.write(f"{s},{i}," + ",".join(f"{float(v):.6g}" for v in values) + "\n")
 
 
+# -- meta-train ---------------------------------------------------------------------------------
+def _meta_config(args, base: dict):
+    from jaxpg.meta import MetaConfig
+
+    fields = {f.name: f for f in dataclasses.fields(MetaConfig)}
+    values = dict(base)
+    for name, option in (("curriculum", args.curriculum), ("env", args.env), ("meta_steps", args.meta_steps)):
+        if option is not None:
+            values[name] = option
+    for item in args.set or []:
+        key, sep, text = item.partition("=")
+        if not sep:
+            raise UsageError(f"--set expects KEY=VALUE, got {item!r}")
+        if key not in fields:
+            raise UsageError(f"unknown setting {key!r}; valid choices: {', '.join(sorted(fields))}")
+        values[key] = _convert(key, text, fields[key].default, str(fields[key].type))
+    try:
+        return MetaConfig(**values)
+    except TypeError as e:
+        raise UsageError(str(e)) from None
+
+
+def cmd_meta_train(args) -> int:
+    """Meta-train an LPG update rule (GROOVE: ``--curriculum regret``; LPG: ``uniform``), with
+    checkpoints, resume and the rule saved as ``rule.msgpack`` at every checkpoint."""
+    import jax
+    import numpy as np
+
+    from jaxpg import checkpoint, meta, progress
+    from jaxpg.plotting import plot_learning_curves
+
+    enable_compilation_cache()
+    if args.resume:
+        try:
+            info = checkpoint.load_info(args.resume)
+        except checkpoint.CheckpointError as e:
+            raise UsageError(f"cannot resume {args.resume}: {e}") from None
+        if info["algo"] != "meta-train":
+            raise UsageError(f"{args.resume} holds a `jaxpg train` run, not a meta-training run")
+        config, out_dir, done, seed = _meta_config(args, info["config"]), args.resume, info["iterations_done"], info["seed"]
+    else:
+        config = _meta_config(args, {})
+        seed = 0 if args.seed is None else args.seed
+        out_dir = _prepare_out_dir(args.out, args.overwrite) if args.out else _claim_new_run_dir(
+            args.runs_dir, "meta-train", config.curriculum)
+        done = 0
+    for name in ("checkpoint_every", "stop_after"):
+        value = getattr(args, name)
+        if value is not None and value < 1:
+            raise UsageError(f"--{name.replace('_', '-')} must be >= 1, got {value}")
+    try:
+        trainer = meta.MetaTrainer(config)
+    except ValueError as e:
+        raise UsageError(str(e)) from None
+    total = config.meta_steps
+    stop_at = total if args.stop_after is None else min(total, done + args.stop_after)
+    chunk = args.checkpoint_every or total
+    state = jax.jit(trainer.init)(jax.random.key(seed))
+    parts = []
+    if done:
+        try:
+            state, old = checkpoint.restore(out_dir, state)
+        except checkpoint.CheckpointError as e:
+            raise UsageError(f"cannot resume {out_dir}: {e}") from None
+        parts.append(old)
+    record = lambda n: {"algo": "meta-train", "config": dataclasses.asdict(config), "hparams": {},  # noqa: E731
+                        "seeds": 1, "seed": seed, "iterations_done": n, "num_iterations": total}
+    print(f"jaxpg: meta-train ({config.curriculum} levels, {config.env}), {total} meta-steps x {config.num_agents} "
+          f"agents -> {out_dir}", file=sys.stderr)
+    runners = {}
+    with progress.bar(total=total, desc=f"meta-train {config.curriculum}", initial=done,
+                      disable=args.progress == "off") as bar:
+        while done < stop_at:
+            n = min(chunk, stop_at - done)
+            if n not in runners:
+                runners[n] = jax.jit(lambda s, n=n: trainer.run(s, n))
+            state, metrics = runners[n](state)
+            metrics = jax.tree.map(np.asarray, metrics)
+            if not all(np.isfinite(metrics[k]).all() for k in ("meta_loss", "meta_pg")):
+                bad = int(np.argwhere(~np.isfinite(metrics["meta_loss"]))[0, 0]) if not np.isfinite(
+                    metrics["meta_loss"]).all() else 0
+                print(f"jaxpg: error: NaN or inf in meta-training at meta-step {done + bad}; the last good "
+                      f"checkpoint is kept in {out_dir}", file=sys.stderr)
+                return 1
+            parts.append(metrics)
+            done += n
+            bar.update(done, metrics["meta_loss"][-1])
+            merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+            checkpoint.save(out_dir, state, merged, record(done))
+            meta.save_rule(os.path.join(out_dir, "rule.msgpack"), trainer.network, state.eta,
+                           {"config": dataclasses.asdict(config), "meta_steps": done, "seed": seed})
+    merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
+    curves = {k: merged[k][None] for k in ("meta_loss", "return", "policy_entropy", "regret", "lifetime_return")}
+    curves["episode_return"] = merged["return"][None]
+    curves["env_steps"] = np.arange(1, done + 1)[None]
+    plot_learning_curves(curves, os.path.join(out_dir, "curves.png"), f"meta-train ({config.curriculum})")
+    last = merged["meta_loss"][-max(1, done // 10):]
+    rows = [("curriculum / env", f"{config.curriculum} / {config.env}"), ("meta-steps", f"{done}/{total}"),
+            ("meta-loss (last 10%)", f"{last.mean():.4f}"),
+            ("rule", os.path.join(out_dir, "rule.msgpack")),
+            ("train an agent with it", f"jaxpg train lpg --env gridworld/dense --set rule={out_dir}/rule.msgpack")]
+    print(_summary_table(rows))
+    if done < total:
+        print(f"stopped after {done}/{total} meta-steps; continue with: jaxpg meta-train --resume {out_dir}")
+    return 0
+
+
 # -- eval / list --------------------------------------------------------------------------------
 def cmd_eval(args) -> int:
     _positive("--episodes", args.episodes)
@@ -492,13 +601,26 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--episodes", type=int, default=20)
     ev.add_argument("--seed", type=int, default=1)
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
+    mt = sub.add_parser("meta-train", help="meta-train a learned update rule (GROOVE / LPG)")
+    mt.add_argument("--curriculum", help="uniform (LPG: random levels) or regret (GROOVE); default uniform")
+    mt.add_argument("--env", help="level family (default gridworld/small)")
+    mt.add_argument("--meta-steps", type=int, help="meta-gradient steps (default 100)")
+    mt.add_argument("--set", action="append", metavar="KEY=VALUE", help="a MetaConfig field")
+    mt.add_argument("--seed", type=int, help="seed (default 0)")
+    mt.add_argument("--out", help="run directory (default runs/meta-train-CURRICULUM-NNNN)")
+    mt.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
+    mt.add_argument("--runs-dir", default="runs", help="where new run directories go")
+    mt.add_argument("--checkpoint-every", type=int, help="meta-steps between checkpoints (default: at the end)")
+    mt.add_argument("--stop-after", type=int, help="stop after this many more meta-steps (resume later)")
+    mt.add_argument("--resume", metavar="DIR", help="continue the meta-training saved in DIR")
+    mt.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar")
     sub.add_parser("list", help="list algorithms and environments")
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list}
+    commands = {"train": cmd_train, "eval": cmd_eval, "list": cmd_list, "meta-train": cmd_meta_train}
     try:
         return commands[args.command](args)
     except UsageError as e:

@@ -9,7 +9,6 @@ import numpy as np
 import pytest
 
 import jaxpg
-import learning_criteria
 
 
 def _leaves_close(a, b, **kw):
@@ -129,43 +128,6 @@ def test_continuous_and_normalized_observations_run():
     assert np.all(np.asarray(stats.var[:2]) < 1.0)
     action = jaxpg.policy_fn(result)(jnp.zeros((3,)))
     assert action.shape == (1,) and -2.0 <= float(action[0]) <= 2.0
-
-
-# ---- learning ----------------------------------------------------------------------------------
-# Criteria live in tests/learning_criteria.py; `python benchmarks/learning_spread.py` measures their
-# spread over 20 keys and the broken variants (benchmarks/results/learning_spread.md).
-
-
-@pytest.mark.slow
-def test_ppo_learns_cartpole_and_zero_learning_rate_does_not():
-    """PPO, CartPole-v1, 60k steps; per seed: mean training return over the last 10% of iterations.
-    Spread over 20 keys: working min 174, 10% 204, median 233, max 319 (initial ~22); zero learning
-    rate max 24; flipped advantage sign max 9. Criterion: median of 4 seeds > 100. The zero-rate
-    variant runs in the same sweep and must fail it."""
-    working, zero, criterion = learning_criteria.run("ppo_cartpole", with_zero_rate=True)
-    assert criterion.passes(working), working
-    assert not criterion.passes(zero), zero
-
-
-@pytest.mark.slow
-def test_reinforce_learns_cartpole_and_zero_learning_rate_does_not():
-    """REINFORCE with a learned baseline, CartPole-v1, 160k simulated steps (40 iterations of 8
-    episodes); per seed: mean training return over the last 10% of iterations. Spread over 20 keys:
-    working min 127, 10% 221, median 389, max 480; zero learning rate max 26; flipped sign max 10.
-    Criterion: median of 4 seeds > 100; the zero-rate variant (same sweep) must fail it."""
-    working, zero, criterion = learning_criteria.run("reinforce_cartpole", with_zero_rate=True)
-    assert criterion.passes(working), working
-    assert not criterion.passes(zero), zero
-
-
-@pytest.mark.slow
-def test_ppo_learns_a_little_on_minatar_grid_observations():
-    """PPO on Breakout-MinAtar's 10x10x4 grids (flattened by the network), 30k steps; per seed:
-    mean training return over the last 10% of iterations. Spread over 20 keys: working min 4.0,
-    median 4.5, max 5.3 (initial ~0.4); zero learning rate max 0.56; flipped sign max 0.002.
-    Criterion: median of 4 seeds > 1."""
-    working, criterion = learning_criteria.run("ppo_minatar_breakout")
-    assert criterion.passes(working), working
 
 
 def test_policy_fn_names_the_expected_observation_shape():

@@ -164,72 +164,25 @@ def test_a_stage_switch_preserves_the_policy_on_the_bimodal_bandit(monkeypatch):
     assert before - broken > 0.1
 
 
-def test_runs_in_chunks_switch_stages_where_an_uninterrupted_run_does():
-    """The switch lives in ``step`` (under a while_loop), so a run split at any iteration (as the CLI
-    checkpoints and resumes) ends with the same parameters and stage trace."""
+def test_the_switch_lives_in_step_so_any_chunking_switches_where_an_uninterrupted_run_does():
+    """``run`` (and so every chunk the CLI checkpoints and resumes) is a scan of ``step``, and the
+    switch happens inside ``step`` at the stage's start iteration: stepping one iteration at a time
+    switches at iterations 2 and 4 and trains a decoder each time."""
     train = jaxpg.make_train("gorl", env="Pendulum-v1", total_steps=6 * 128, num_envs=2, num_steps=64,
                              hidden_sizes=(16, 16), num_stages=3, decoder_rollouts=1, decoder_train_steps=20,
                              decoder_batch_size=32, update_epochs=1, num_minibatches=2)
     hp = train.default_hparams
-    state = jax.jit(train.init)(jax.random.key(0))
-    whole = jax.jit(lambda s: train.run(s, hp, 6))(state)
-    chunk = jax.jit(lambda s: train.run(s, hp, 3))  # each half holds one stage start
-    first = chunk(state)
-    second = chunk(first.state)
     assert train.stage_starts == (2, 4)
-    np.testing.assert_array_equal(whole.metrics["stage"], [0, 0, 1, 1, 2, 2])
-    np.testing.assert_array_equal(np.concatenate([first.metrics["stage"], second.metrics["stage"]]), whole.metrics["stage"])
-    for x, y in zip(jax.tree.leaves((whole.state.params, whole.state.stages.decoder_params)),
-                    jax.tree.leaves((second.state.params, second.state.stages.decoder_params)), strict=True):
-        np.testing.assert_allclose(x, y, rtol=1e-5, atol=1e-6)
-    assert np.isfinite(np.asarray(whole.metrics["decoder_loss"])[2:]).all()
-
-
-SAC_SMALL = dict(total_steps=600, hidden_sizes=(16, 16), batch_size=32, learning_starts=100, buffer_size=1000)
-
-
-def test_with_one_stage_and_no_prior_pull_gorl_sac_is_sac():
-    """The base algorithm is a parameter: on SAC, the encoder is SAC's tanh-Gaussian actor, the
-    critics score its squashed sample and the decoder maps its pre-tanh sample. With the identity
-    decoder and no KL pull the executed action is SAC's: the same parameters for the same key."""
-    sac = jaxpg.make_train("sac", env="Pendulum-v1", **SAC_SMALL)
-    gorl = jaxpg.make_train("gorl", base="sac", env="Pendulum-v1", num_stages=1, latent_kl_coef=0.0, **SAC_SMALL)
-    assert type(gorl).__name__ == "GoRLSAC" and gorl.algo == "gorl_sac"
-    a = jax.jit(lambda k: sac(k))(jax.random.key(5))
-    b = jax.jit(lambda k: gorl(k))(jax.random.key(5))
-    for x, y in zip(jax.tree.leaves((a.params, a.state.critic_params)), jax.tree.leaves((b.params, b.state.critic_params)),
-                    strict=True):
-        np.testing.assert_allclose(x, y, rtol=2e-4, atol=2e-6)
-    np.testing.assert_allclose(a.metrics["critic_loss"], b.metrics["critic_loss"], rtol=1e-3, atol=1e-5)
-    assert int(np.asarray(a.metrics["learning"]).sum()) == 501  # it learned from step 100 of 600 on
-
-
-def test_gorl_sac_switch_restarts_the_learner_on_an_empty_buffer_and_decodes_with_the_new_flow():
-    train = jaxpg.make_train("gorl_sac", env="Pendulum-v1", num_stages=2, decoder_rollouts=64,
-                             decoder_train_steps=30, decoder_batch_size=32, **SAC_SMALL)
-    assert train.stage_starts == (300,)
-    hp = train.default_hparams
-    fresh = jax.jit(train.init)(jax.random.key(0))
-    # A state as at the end of stage 0 (without compiling the learning step): moved learner, a full
-    # buffer, an episode's return.
-    moved = jax.tree.map(lambda x: x + 0.1, (fresh.params, fresh.critic_params, fresh.log_alpha))
-    items = jax.tree.map(lambda x: jnp.stack([x] * 40), train._transition_example())
-    state = fresh.replace(params=moved[0], critic_params=moved[1], log_alpha=moved[2], env_steps=jnp.int32(300),
-                          buffer=train.buffer.add(fresh.buffer, items), last_return=jnp.float32(-500.0))
-    after = jax.jit(train.switch_stage)(state, hp)
-    assert int(after.stages.stage) == 1 and int(after.env_steps) == 300 + 64
-    assert int(after.stages.start_env_steps) == 364 and not bool(train.learning_ready(after))
-    for x, y in zip(jax.tree.leaves((after.params, after.critic_params, after.log_alpha, after.buffer)),
-                    jax.tree.leaves((fresh.params, fresh.critic_params, fresh.log_alpha, fresh.buffer)), strict=True):
-        np.testing.assert_array_equal(x, y)  # the learner and its buffer restart from init
-    assert np.isnan(float(after.last_return)) and np.isfinite(float(after.stages.decoder_loss))
-    # The executed action now goes through the trained flow (not the identity).
-    obs, key = state.obs, jax.random.key(3)
-    sample = jax.jit(train.behaviour)(after.replace(env_steps=after.env_steps + 1000), obs, key)
-    u = train.network.apply(after.params, obs).sample_latent(jax.random.split(key)[0])
-    np.testing.assert_allclose(sample.action, train.decoder_fn(after, obs)(u), rtol=1e-5, atol=1e-6)
-    assert not np.allclose(sample.action, sample.latent, atol=1e-3)
-    with pytest.raises(ValueError, match="valid choices: ppo, sac"):
-        jaxpg.make_train("gorl", base="a2c")
-    with pytest.raises(ValueError, match="must cover learning_starts"):
-        jaxpg.make_train("gorl_sac", env="Pendulum-v1", total_steps=600, num_stages=8, learning_starts=100)
+    step = jax.jit(lambda s: train.step(s, hp))
+    state = jax.jit(train.init)(jax.random.key(0))
+    stages, decoder_losses, decoders = [], [], []
+    for _ in range(6):  # six chunks of one iteration
+        state, metrics = step(state)
+        stages.append(int(metrics["stage"]))
+        decoder_losses.append(float(metrics["decoder_loss"]))
+        decoders.append(state.stages.decoder_params)
+    assert stages == [0, 0, 1, 1, 2, 2]
+    assert np.isnan(decoder_losses[:2]).all() and np.isfinite(decoder_losses[2:]).all()
+    leaf = lambda i: np.asarray(jax.tree.leaves(decoders[i])[0])  # noqa: E731
+    assert not leaf(0).any() and leaf(2).any() and not np.array_equal(leaf(2), leaf(4))  # identity, then two fits
+    np.testing.assert_array_equal(leaf(2), leaf(3))  # frozen within a stage

@@ -28,7 +28,8 @@ def hand_level(size=3, walls=(), start=0, objects=((1, 0),), reward=(1.0,), term
                       if walls else jnp.zeros(cells, bool), start=jnp.int32(start),
                       object_type=jnp.asarray(kinds, jnp.int32), object_cell=jnp.asarray(where, jnp.int32),
                       type_reward=pad(reward), type_terminate=pad(terminate), type_respawn=pad(respawn),
-                      random_respawn=jnp.asarray(random_respawn), max_steps=jnp.int32(max_steps))
+                      random_respawn=jnp.asarray(random_respawn),
+                      max_steps_in_episode=jnp.int32(max_steps))
     return grid, level
 
 
@@ -133,7 +134,7 @@ def test_generated_levels_are_valid_and_vmap(name):
         placed = np.concatenate([[level.start], level.object_cell])
         assert (placed < size * size).all() and not level.walls[placed].any()
         assert len(set(placed.tolist())) == len(placed)
-        assert not level.walls[size * size:].any() and used.any() and int(level.max_steps) >= 1
+        assert not level.walls[size * size:].any() and used.any() and int(level.max_steps_in_episode) >= 1
         assert (level.type_respawn >= 0).all() and (level.type_terminate <= 1).all()
     states, obs = jax.jit(jax.vmap(env.reset))(jax.random.split(jax.random.key(1), 64), levels)
     assert obs.shape == (64,) + env.observation_spec.shape
@@ -143,7 +144,7 @@ def test_lpg_levels_follow_the_reference_and_generators_vary():
     dense = make("gridworld/dense").default_params
     np.testing.assert_allclose(dense.type_reward, [1.0, -1.0, -1.0])
     np.testing.assert_allclose(dense.type_respawn, [0.05, 0.1, 0.5])
-    assert int(dense.size) == 11 and int(dense.max_steps) == 500
+    assert int(dense.size) == 11 and int(dense.max_steps_in_episode) == 500
     longer = make("gridworld/longer").default_params
     assert list(np.asarray(longer.object_type)) == [0, 0, 1, 1, 1, 1, 1]  # the LPG paper's 2 + 5 objects
     assert set(LPG_LEVELS) <= set(LEVELS)
@@ -151,7 +152,7 @@ def test_lpg_levels_follow_the_reference_and_generators_vary():
     assert set(np.asarray(levels.size).tolist()) == set(range(4, 11))
     first = np.asarray(levels.type_reward[:, 0])
     assert (first > 0).all() and (np.asarray(levels.type_reward[:, 1:]) < 0).any()
-    steps = np.asarray(levels.max_steps)
+    steps = np.asarray(levels.max_steps_in_episode)
     assert steps.min() >= 20 and steps.max() <= 750
 
 

@@ -11,6 +11,7 @@ import inspect
 
 from jaxpg.algos import gorl
 from jaxpg.algos.gorl import GoRL, GoRLConfig, GoRLHParams, GoRLSAC, GoRLSACConfig, GoRLSACHParams
+from jaxpg.algos.lpg import LPG, LPGConfig, LPGTrainHParams
 from jaxpg.algos.harpg import HARPG, METHODS, NHARPG, NMPG, NPGIGT, PG, HARPGConfig, HARPGHParams, PolicyGradientFamily
 from jaxpg.algos.pmoe import PMOEPPO, PMOESAC, PMOEPPOConfig, PMOEPPOHParams, PMOESACConfig
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
@@ -27,6 +28,7 @@ ALGORITHMS: dict[str, type[Trainer]] = {
     "pmoe_ppo": PMOEPPO,
     "gorl": GoRL,
     "gorl_sac": GoRLSAC,
+    "lpg": LPG,
     # Fatkhullin et al. 2023: one class, one registry name per method.
     **METHODS,
 }
@@ -99,6 +101,9 @@ __all__ = [
     "HARPG",
     "HARPGConfig",
     "HARPGHParams",
+    "LPG",
+    "LPGConfig",
+    "LPGTrainHParams",
     "NHARPG",
     "NMPG",
     "NPGIGT",

@@ -60,7 +60,7 @@ class GridLevel:
     type_terminate: jax.Array
     type_respawn: jax.Array
     random_respawn: jax.Array
-    max_steps: jax.Array
+    max_steps_in_episode: jax.Array  # episode length (truncation)
 
 
 @struct.dataclass
@@ -201,7 +201,8 @@ def sample_level(spec: LevelSpec, key: jax.Array) -> GridLevel:
         type_reward=_pad(_value(spec.reward, keys[4], jnp.float32), spec.max_types, 0.0, jnp.float32),
         type_terminate=_pad(_value(spec.terminate, keys[5], jnp.float32), spec.max_types, 0.0, jnp.float32),
         type_respawn=_pad(_value(spec.respawn, keys[6], jnp.float32), spec.max_types, 0.0, jnp.float32),
-        random_respawn=jnp.asarray(spec.random_respawn), max_steps=_value(spec.max_steps, keys[7], jnp.int32))
+        random_respawn=jnp.asarray(spec.random_respawn),
+        max_steps_in_episode=_value(spec.max_steps, keys[7], jnp.int32))
 
 
 class GridWorld(Environment):
@@ -292,7 +293,7 @@ class GridWorld(Environment):
                                 state.object_cell)
         time = state.time + 1
         next_state = GridState(cell=cell, object_cell=object_cell, present=present, time=time)
-        return next_state, self._observe(next_state, level), reward, terminated, time >= level.max_steps
+        return next_state, self._observe(next_state, level), reward, terminated, time >= level.max_steps_in_episode
 
 
 def render(level: GridLevel, state: GridState | None = None) -> str:

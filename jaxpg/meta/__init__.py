@@ -1,10 +1,15 @@
-"""Meta-learned update rules: Learned Policy Gradient (LPG) and the pieces GROOVE trains it with."""
+"""Meta-learned update rules: Learned Policy Gradient (LPG) and GROOVE's meta-training."""
 
 from jaxpg.meta.lpg import (AgentState, LPGAgent, LPGHParams, a2c_update, agent_loss, agent_update, algorithmic_regret,
                             collect, evaluate_agent, init_agent, meta_loss, oracle_update, rule_inputs, rule_update,
                             tabular_optimizer, train_lifetime, value_loss)
 from jaxpg.meta.network import LPGNetwork, RuleInputs
+from jaxpg.meta.rule import load_rule, save_rule
+from jaxpg.meta.train import CURRICULA, MetaConfig, MetaState, MetaTrainer
 
-__all__ = ["AgentState", "LPGAgent", "LPGHParams", "LPGNetwork", "RuleInputs", "a2c_update", "agent_loss", "agent_update",
-           "algorithmic_regret", "collect", "evaluate_agent", "init_agent", "meta_loss", "oracle_update", "rule_inputs", "rule_update",
-           "tabular_optimizer", "train_lifetime", "value_loss"]
+__all__ = [
+    "AgentState", "CURRICULA", "LPGAgent", "LPGHParams", "LPGNetwork", "MetaConfig", "MetaState", "MetaTrainer",
+    "RuleInputs", "a2c_update", "agent_loss", "agent_update", "algorithmic_regret", "collect", "evaluate_agent",
+    "init_agent", "load_rule", "meta_loss", "oracle_update", "rule_inputs", "rule_update", "save_rule",
+    "tabular_optimizer", "train_lifetime", "value_loss",
+]

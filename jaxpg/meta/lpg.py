@@ -55,9 +55,12 @@ class LPGAgent(nn.Module):
     num_actions: int
     prediction_dim: int = 8
     hidden_sizes: tuple = ()
+    obs_ndim: int = 1  # observation axes, flattened (MinAtar's [10, 10, C])
 
     @nn.compact
     def __call__(self, obs):
+        obs = obs.reshape(obs.shape[:obs.ndim - self.obs_ndim] + (-1,))
+
         def head(name, size):
             x = obs
             for i, width in enumerate(self.hidden_sizes):
