@@ -152,7 +152,8 @@ def write_markdown(results: dict, path: str) -> None:
     for name, label in (("uniform", "LPG (uniform levels)"), ("regret", "GROOVE (regret curriculum)")):
         r = results["runs"][name]
         lines.append(f"| {label} | {f(r['held_out_first'])} | {f(r['held_out_final'])} |")
-    lines.append(f"| A2C | - | {f(results['a2c_held_out'])} |")
+    lines.append(f"| A2C (sd over the 16 levels; the rules' sd is over meta-training seeds) | - | "
+                 f"{f(results['a2c_held_out'])} |")
     lines += ["", "| task | lifetime (updates / env steps) | A2C | LPG rule | GROOVE rule |", "|---|---|---|---|---|"]
     for env, row in results["tasks"].items():
         lines.append(f"| {env} | {row['lifetime_updates']} / {row['env_steps']:,} | {f(row['a2c'])} | "

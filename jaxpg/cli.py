@@ -602,7 +602,8 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--seed", type=int, default=1)
     ev.add_argument("--stochastic", action="store_true", help="sample actions instead of the mode")
     mt = sub.add_parser("meta-train", help="meta-train a learned update rule (GROOVE / LPG)")
-    mt.add_argument("--curriculum", help="uniform (LPG: random levels) or regret (GROOVE); default uniform")
+    mt.add_argument("--curriculum", help="uniform (LPG: random levels), regret (GROOVE) or pvl (positive value "
+                    "loss); default uniform")
     mt.add_argument("--env", help="level family (default gridworld/small)")
     mt.add_argument("--meta-steps", type=int, help="meta-gradient steps (default 100)")
     mt.add_argument("--set", action="append", metavar="KEY=VALUE", help="a MetaConfig field")

@@ -64,11 +64,28 @@ def test_bad_rules_and_options_are_refused(tmp_path, capsys):
     junk.write_bytes(b"not a rule")
     with pytest.raises(ValueError, match="is not a jaxpg learned-rule file"):
         meta.load_rule(str(junk))
-    with pytest.raises(ValueError, match="valid choices: uniform, regret"):
+    with pytest.raises(ValueError, match="valid choices: uniform, regret, pvl"):
         meta.MetaTrainer(meta.MetaConfig(curriculum="plr"))
     with pytest.raises(ValueError, match="multiple of num_updates"):
         meta.MetaTrainer(meta.MetaConfig(lifetime=7, num_updates=5))
     assert main(["meta-train", "--set", "agents=3", "--out", str(tmp_path / "x")]) == 2
     assert "unknown setting 'agents'; valid choices:" in capsys.readouterr().err
     assert main(["meta-train", "--curriculum", "plr", "--out", str(tmp_path / "y")]) == 2
-    assert "valid choices: uniform, regret" in capsys.readouterr().err
+    assert "valid choices: uniform, regret, pvl" in capsys.readouterr().err
+
+
+def test_positive_value_loss_score_by_hand():
+    """PLR's score mean_t max(A_t, 0): with a zero value head, A_t = sum_k (gamma lambda)^k r_t+k."""
+    from jaxpg.algos.rollout import Transition
+
+    agent = meta.LPGAgent(num_actions=2, prediction_dim=2)
+    params = agent.init(jax.random.key(0), np.zeros(3, np.float32))  # tabular: zero kernels, V = 0
+    rewards = np.array([[1.0], [0.0], [-1.0]], np.float32)
+    zeros, false = np.zeros((3, 1), np.float32), np.zeros((3, 1), bool)
+    traj = Transition(obs=np.zeros((3, 1, 3), np.float32), latent=zeros, action=zeros.astype(np.int32), log_prob=zeros,
+                      reward=rewards, terminated=false, truncated=false, final_obs=np.zeros((3, 1, 3), np.float32),
+                      episode_return=zeros, episode_length=zeros, extras={})
+    gl = 0.99 * 0.95
+    advantages = np.array([1.0 - gl ** 2, -gl, -1.0])
+    expected = np.maximum(advantages, 0.0).mean()
+    np.testing.assert_allclose(meta.positive_advantage_mean(agent, params, traj, meta.LPGHParams()), expected, rtol=1e-5)

@@ -272,3 +272,23 @@ def algorithmic_regret(learner: Callable, venv: VectorEnv, agent: LPGAgent, tx, 
     oracle_return = evaluate_agent(venv, agent, oracle.params, env_params, key_eval_oracle, horizon)
     learner_return = evaluate_agent(venv, agent, trained.params, env_params, key_eval_learner, horizon)
     return oracle_return - learner_return, {"oracle_return": oracle_return, "learner_return": learner_return}
+
+
+def positive_value_loss(venv: VectorEnv, agent: LPGAgent, params, env_params, key, num_steps: int,
+                        hparams: LPGHParams = LPGHParams()) -> jax.Array:
+    """PLR's level score (Jiang et al. 2021): ``mean_t max(A_t, 0)`` over a fresh rollout of the
+    agent on the level, ``A`` the GAE(gamma, lambda) advantages from the agent's own value head."""
+    state = AgentState(params=params, opt_state=None, env_state=None, obs=None, updates=jnp.zeros((), jnp.int32))
+    key_reset, key_run = jax.random.split(key)
+    env_state, obs = venv.reset(key_reset, env_params)
+    _, traj = collect(venv, agent, state.replace(env_state=env_state, obs=obs), key_run, num_steps, env_params)
+    return positive_advantage_mean(agent, params, traj, hparams)
+
+
+def positive_advantage_mean(agent: LPGAgent, params, traj: Transition, hparams: LPGHParams) -> jax.Array:
+    """``mean_t max(A_t, 0)`` of a rollout, GAE from the agent's value head."""
+    _, _, values = agent.apply(params, traj.obs)
+    _, _, next_values = agent.apply(params, traj.final_obs)
+    advantages, _ = losses.gae(traj.reward, values, next_values, terminated=traj.terminated,
+                               truncated=traj.truncated, gamma=hparams.gamma, lam=hparams.gae_lambda)
+    return jnp.mean(jnp.maximum(advantages, 0.0))

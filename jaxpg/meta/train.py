@@ -13,7 +13,9 @@ together: lifetimes are equal), they restart from scratch on new levels:
   trained from scratch for a lifetime) - J(the agent that just finished its lifetime under the
   rule)``, and inserted in a prioritized level replay buffer (:mod:`jaxpg.curriculum`); each new
   agent replays a buffer level with probability ``replay_prob`` (once the buffer holds
-  ``num_agents`` levels), else gets a fresh one. Regret is computed only when lifetimes end
+  ``num_agents`` levels), else gets a fresh one;
+* ``curriculum="pvl"``: the same buffer scored by PLR's positive value loss of the finished agent
+  on its level (:func:`jaxpg.meta.positive_value_loss`), the score that needs no antagonist. Regret is computed only when lifetimes end
   (pitfall 4: the code trains the antagonist every meta-step), and the learner side is the agent
   that lived on the level (the code trains a second one from scratch).
 
@@ -34,12 +36,13 @@ from flax import struct
 from jaxpg import curriculum
 from jaxpg.envs import VectorEnv, make
 from jaxpg.meta.lpg import (AgentState, LPGAgent, LPGHParams, evaluate_agent, init_agent, meta_loss, oracle_update,
-                            tabular_optimizer, train_lifetime)
+                            positive_value_loss, tabular_optimizer, train_lifetime)
 from jaxpg.meta.network import LPGNetwork, RuleInputs
 
-CURRICULA = ("uniform", "regret")
+CURRICULA = ("uniform", "regret", "pvl")
 # Level-scoring metrics where no lifetime ended (or nothing is scored): NaN, not zero.
-_NO_SCORES = {"regret": jnp.nan, "oracle_return": jnp.nan, "lifetime_return": jnp.nan, "replayed": 0.0}
+_NO_SCORES = {"regret": jnp.nan, "positive_value_loss": jnp.nan, "oracle_return": jnp.nan, "lifetime_return": jnp.nan,
+              "replayed": 0.0}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -136,8 +139,14 @@ class MetaTrainer:
         return jax.tree.map(lambda g: g.mean(0), grads), agents, info
 
     def score_levels(self, state: MetaState, key) -> tuple[jax.Array, dict]:
-        """Algorithmic regret of each agent's level: A2C from scratch against the agent that lived there."""
+        """The curriculum's score of each agent's level: algorithmic regret (A2C from scratch against
+        the agent that lived there) or the positive value loss of that agent there."""
         c = self.config
+        if c.curriculum == "pvl":
+            scores = jax.vmap(lambda a, level, k: positive_value_loss(self.venv, self.agent, a.params, level, k,
+                                                                      c.num_steps, self.hparams))(
+                state.agents, state.levels, jax.random.split(key, c.num_agents))
+            return scores, {**_NO_SCORES, "positive_value_loss": scores.mean()}
 
         def regret(agent_state, level, k):
             k_oracle, k_eval_oracle, k_eval_agent = jax.random.split(k, 3)
@@ -149,7 +158,8 @@ class MetaTrainer:
             return oracle_return - agent_return, oracle_return, agent_return
 
         regrets, oracle, agent = jax.vmap(regret)(state.agents, state.levels, jax.random.split(key, c.num_agents))
-        return regrets, {"regret": regrets.mean(), "oracle_return": oracle.mean(), "lifetime_return": agent.mean()}
+        return regrets, {**_NO_SCORES, "regret": regrets.mean(), "oracle_return": oracle.mean(),
+                         "lifetime_return": agent.mean()}
 
     def _renew(self, state: MetaState, key):
         """End of the lifetimes: score (regret curriculum), then new levels and fresh agents."""
@@ -157,7 +167,7 @@ class MetaTrainer:
         key_score, key_fresh, key_replay, key_choice, key_agents = jax.random.split(key, 5)
         fresh = self._fresh_levels(key_fresh)
         buffer = state.buffer
-        if c.curriculum == "regret":
+        if c.curriculum != "uniform":
             scores, info = self.score_levels(state, key_score)
             buffer = curriculum.insert_batch(buffer, state.levels, scores)
             buffer, _, replayed = curriculum.sample(buffer, key_replay, c.num_agents, c.temperature, c.staleness)
