@@ -450,7 +450,7 @@ def cmd_meta_train(args) -> int:
     import numpy as np
 
     from jaxpg import checkpoint, meta, progress
-    from jaxpg.plotting import plot_learning_curves
+    from jaxpg.plotting import plot_meta_training
 
     enable_compilation_cache()
     if args.resume:
@@ -513,10 +513,7 @@ def cmd_meta_train(args) -> int:
             meta.save_rule(os.path.join(out_dir, "rule.msgpack"), trainer.network, state.eta,
                            {"config": dataclasses.asdict(config), "meta_steps": done, "seed": seed})
     merged = {k: np.concatenate([p[k] for p in parts]) for k in parts[0]}
-    curves = {k: merged[k][None] for k in ("meta_loss", "return", "policy_entropy", "regret", "lifetime_return")}
-    curves["episode_return"] = merged["return"][None]
-    curves["env_steps"] = np.arange(1, done + 1)[None]
-    plot_learning_curves(curves, os.path.join(out_dir, "curves.png"), f"meta-train ({config.curriculum})")
+    plot_meta_training(merged, os.path.join(out_dir, "curves.png"), f"meta-train ({config.curriculum} levels)")
     last = merged["meta_loss"][-max(1, done // 10):]
     rows = [("curriculum / env", f"{config.curriculum} / {config.env}"), ("meta-steps", f"{done}/{total}"),
             ("meta-loss (last 10%)", f"{last.mean():.4f}"),

@@ -77,3 +77,48 @@ def plot_learning_curves(metrics: dict, path: str, title: str = "") -> str:
     fig.savefig(path, dpi=110)
     plt.close(fig)
     return path
+
+
+META_PANELS = (
+    ("meta_loss", "meta-objective L_meta"),
+    ("return", "return in the agents' last rollout"),
+    ("policy_entropy", "agents' policy entropy"),
+)
+# Level scores exist only where lifetimes ended: drawn as points.
+META_SCORE_PANELS = (
+    ("regret", "algorithmic regret of finished levels"),
+    ("positive_value_loss", "positive value loss of finished levels"),
+    ("lifetime_return", "finished agents' return"),
+)
+
+
+def plot_meta_training(metrics: dict, path: str, title: str = "") -> str:
+    """Write a PNG of a meta-training run's per-meta-step metrics (1-D arrays) against meta-steps:
+    the meta-objective, the agents' returns and entropy, and the curriculum's level scores at
+    lifetime ends (panels without any finite value are left out)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    panels = [(k, label, False) for k, label in META_PANELS if k in metrics]
+    panels += [(k, label, True) for k, label in META_SCORE_PANELS
+               if k in metrics and np.isfinite(np.asarray(metrics[k], np.float64)).any()]
+    fig, axes = plt.subplots(1, len(panels), figsize=(3.8 * len(panels), 3.2), squeeze=False)
+    for ax, (key, label, points) in zip(axes[0], panels):
+        values = np.asarray(metrics[key], np.float64)
+        steps = np.arange(1, values.shape[0] + 1)
+        if points:
+            keep = np.isfinite(values)
+            ax.plot(steps[keep], values[keep], "o-", ms=3)
+        else:
+            ax.plot(steps, values, lw=1)
+        ax.set_title(label, fontsize=9)
+        ax.set_xlabel("meta-steps")
+        ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+    return path
