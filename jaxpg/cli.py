@@ -573,6 +573,16 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"jaxpg: error: {message} (see `{self.prog} --help`)\n")
 
 
+def _add_run_directory_options(parser: argparse.ArgumentParser, stem: str, unit: str) -> None:
+    """Where a run goes and how it is checkpointed, stopped and resumed (``train`` and ``meta-train``)."""
+    parser.add_argument("--out", help=f"run directory (default runs/{stem}-NNNN); must be new or empty")
+    parser.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
+    parser.add_argument("--runs-dir", default="runs", help="where new run directories go")
+    parser.add_argument("--checkpoint-every", type=int, help=f"{unit} between checkpoints (default: at the end)")
+    parser.add_argument("--stop-after", type=int, help=f"stop after this many more {unit} (resume later)")
+    parser.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="jaxpg", description="JAX-native policy-gradient algorithms")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -583,12 +593,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--seeds", type=int, help="number of seeds, vmapped in one program (default 1)")
     train.add_argument("--seed", type=int, help="base seed (default 0)")
     train.add_argument("--set", action="append", metavar="KEY=VALUE", help="config or hyperparameter override")
-    train.add_argument("--out", help="run directory (default runs/ALGO-ENV-NNNN); must be new or empty")
-    train.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
-    train.add_argument("--runs-dir", default="runs", help="where new run directories go")
-    train.add_argument("--checkpoint-every", type=int, help="iterations between checkpoints (default: at the end)")
-    train.add_argument("--stop-after", type=int, help="stop after this many more iterations (resume later)")
-    train.add_argument("--resume", metavar="DIR", help="continue the run saved in DIR")
+    _add_run_directory_options(train, "ALGO-ENV", "iterations")
     train.add_argument("--eval-episodes", type=int, default=10, help="evaluation episodes per seed at the end")
     train.add_argument("--threshold", type=float, help="count seeds whose eval return reaches this")
     train.add_argument("--progress", choices=("auto", "on", "off"), default="auto",
@@ -605,12 +610,7 @@ def build_parser() -> argparse.ArgumentParser:
     mt.add_argument("--meta-steps", type=int, help="meta-gradient steps (default 100)")
     mt.add_argument("--set", action="append", metavar="KEY=VALUE", help="a MetaConfig field")
     mt.add_argument("--seed", type=int, help="seed (default 0)")
-    mt.add_argument("--out", help="run directory (default runs/meta-train-CURRICULUM-NNNN)")
-    mt.add_argument("--overwrite", action="store_true", help="let --out replace the run already in it")
-    mt.add_argument("--runs-dir", default="runs", help="where new run directories go")
-    mt.add_argument("--checkpoint-every", type=int, help="meta-steps between checkpoints (default: at the end)")
-    mt.add_argument("--stop-after", type=int, help="stop after this many more meta-steps (resume later)")
-    mt.add_argument("--resume", metavar="DIR", help="continue the meta-training saved in DIR")
+    _add_run_directory_options(mt, "meta-train-CURRICULUM", "meta-steps")
     mt.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar")
     sub.add_parser("list", help="list algorithms and environments")
     return parser

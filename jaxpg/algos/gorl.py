@@ -42,6 +42,7 @@ Collection steps count in ``env_steps``.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import Any
 
@@ -96,7 +97,7 @@ class Stages:
     start_env_steps: jax.Array  # env steps when the stage began
 
 
-class GenerativeStages:
+class GenerativeStages(abc.ABC):
     """GoRL's stages around a base algorithm that acts with a latent Gaussian encoder.
 
     ``State``: the base's state class with a ``stages`` field (:class:`Stages`).
@@ -137,15 +138,18 @@ class GenerativeStages:
                         decoder_loss=jnp.full((), jnp.nan, jnp.float32), start_env_steps=jnp.zeros((), jnp.int32))
         return self.State(**{f.name: getattr(base, f.name) for f in dataclasses.fields(base)}, stages=stages)
 
-    # -- what the base names ----------------------------------------------------------------------
+    # -- what the base names (abstract: a class joining the mixin must define all three) -----------
+    @abc.abstractmethod
     def encoder_policy(self, params, state, obs) -> Gaussian:
-        raise NotImplementedError
+        """The latent Gaussian of encoder ``params`` at raw observations ``obs``: its sample is the decoder's input."""
 
+    @abc.abstractmethod
     def restart_learner(self, state, hparams):
-        raise NotImplementedError
+        """``state`` with a fresh encoder, critics and optimizer states (the base's own initialization)."""
 
+    @abc.abstractmethod
     def stage_score(self, state) -> jax.Array:
-        raise NotImplementedError
+        """The return that ranks encoders within a stage (NaN: none observed yet)."""
 
     # -- the decoded policy -------------------------------------------------------------------------
     def _shift_scale(self):
