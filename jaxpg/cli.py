@@ -563,6 +563,11 @@ def cmd_list(args) -> int:
 
     print("algorithms:   " + ", ".join(ALGORITHMS))
     print("environments: " + ", ".join(list_envs()))
+    from jaxpg.envs.tokens import TASKS
+    from jaxpg.losses.sequence import RECIPES
+
+    print("token tasks (grpo --env): " + ", ".join(f"seq/{name}" for name in TASKS))
+    print("sequence recipes (grpo --set recipe=NAME): " + ", ".join(sorted(RECIPES)))
     return 0
 
 

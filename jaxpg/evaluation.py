@@ -31,6 +31,8 @@ def policy_fn(result: Result, deterministic: bool = True) -> Callable:
     Deterministic: the decoded mode of the policy. Stochastic: ``fn(obs, key)`` samples.
     """
     trainer = _trainer(result)
+    if hasattr(trainer, "policy_function"):  # trainers that do not act in an Environment (token tasks)
+        return trainer.policy_function(result, deterministic)
     policy = _policy(result, trainer)
     expected = tuple(trainer.env.observation_spec.shape)
 
@@ -61,6 +63,8 @@ def evaluate(result: Result, key: jax.Array, num_episodes: int = 10, determinist
     if batch_ndim:
         keys = jax.random.split(key, result.state.iteration.shape[0])
         return jax.vmap(lambda r, k: evaluate(r, k, num_episodes, deterministic))(result, keys)
+    if hasattr(trainer, "evaluate_result"):  # token tasks: one response per fresh prompt
+        return trainer.evaluate_result(result, key, num_episodes, deterministic)
     horizon = resolve_horizon(result.config, trainer.env)
     policy = _policy(result, trainer)
     act = deterministic_act(policy) if deterministic else sampling(policy)

@@ -17,6 +17,7 @@ from jaxpg.algos.pmoe import PMOEPPO, PMOESAC, PMOEPPOConfig, PMOEPPOHParams, PM
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
 from jaxpg.algos.reinforce import Reinforce, ReinforceConfig, ReinforceHParams, reinforce_objective
 from jaxpg.algos.sac import SAC, SACConfig, SACHParams
+from jaxpg.algos.sequence import SequenceConfig, SequenceHParams, SequenceTrainer
 from jaxpg.algos.trainer import Result, Trainer, check_finite
 from jaxpg.algos.validation import validate
 
@@ -29,6 +30,7 @@ ALGORITHMS: dict[str, type[Trainer]] = {
     "gorl": GoRL,
     "gorl_sac": GoRLSAC,
     "lpg": LPG,
+    "grpo": SequenceTrainer,  # any loss of jaxpg.losses.sequence: make_train("grpo", recipe="rloo")
     # Fatkhullin et al. 2023: one class, one registry name per method.
     **METHODS,
 }
@@ -118,6 +120,9 @@ __all__ = [
     "SAC",
     "SACConfig",
     "SACHParams",
+    "SequenceConfig",
+    "SequenceHParams",
+    "SequenceTrainer",
     "PPOHParams",
     "PolicyGradientFamily",
     "Reinforce",
