@@ -98,6 +98,14 @@ class SequenceState:
     env_params: Any = None  # the contract's field; token tasks have no levels
 
 
+def bradley_terry_preferences(key: jax.Array, rewards: jax.Array, temperature) -> jax.Array:
+    """``[2P]`` preference flags for ``P`` consecutive pairs: in each pair exactly one is 1, the
+    first with probability ``sigmoid((r_1 - r_2) / temperature)`` (Bradley & Terry 1952)."""
+    pairs = jnp.reshape(rewards, (-1, 2))
+    first_wins = jax.random.bernoulli(key, jax.nn.sigmoid((pairs[:, 0] - pairs[:, 1]) / temperature))
+    return jnp.stack([first_wins, ~first_wins], axis=1).reshape(-1).astype(jnp.float32)
+
+
 def _answer_hash(answers: jax.Array, mask: jax.Array) -> jax.Array:
     """An integer id per distinct masked answer (COPO's answer entropy counts them)."""
     tokens = jnp.where(mask != 0, answers + 1, 0).astype(jnp.uint32)
@@ -277,11 +285,8 @@ class SequenceTrainer(Trainer):
         strata = answers[:, 0] if task.name == "multiturn" else lengths
         extras = {}
         if self.kind == "pairwise":
-            # Bradley-Terry preference from the task's reward: P(first of the pair wins).
-            pair_reward = jnp.reshape(correct, (-1, 2))
-            first_wins = jax.random.bernoulli(
-                key_pref, jax.nn.sigmoid((pair_reward[:, 0] - pair_reward[:, 1]) / hparams.preference_temperature))
-            extras["preferred"] = jnp.stack([first_wins, ~first_wins], axis=1).reshape(-1).astype(jnp.float32)
+            extras["preferred"] = bradley_terry_preferences(key_pref, task.reward(repeated, gen.answers),
+                                                            hparams.preference_temperature)
         if self.uses_p_win:
             opponent = generation.generate(self.network, state.ref_params, task, repeated, key_opp,
                                            temperature=hparams.temperature)
@@ -312,6 +317,10 @@ class SequenceTrainer(Trainer):
         """The recipe's loss with the batch's log-probs (and logits, values) from ``params``."""
         logp, _, logits = self._log_probs(params, tokens)
         batch = batch.replace(logp=logp, logits=logits)
+        if self.uses_hidden:  # CAPO: the features the LM head reads at the answer positions
+            p = self.task.prompt_len
+            hidden = self.network.apply(params, tokens, method="features")[:, p - 1:p - 1 + self.task.answer_len]
+            batch = batch.replace(extras={**batch.extras, "hidden": jax.lax.stop_gradient(hidden)})
         if self.uses_values:
             batch = batch.replace(values=self._values(value_params, tokens))
         return self.recipe(batch, key)

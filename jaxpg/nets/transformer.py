@@ -122,14 +122,18 @@ class CausalTransformer(nn.Module):
     def __call__(self, tokens: jax.Array) -> jax.Array:
         """Logits ``[..., L, vocab_size]`` of every position of ``tokens`` int ``[..., L]``;
         position p sees tokens 0..p, so its logits predict token p + 1."""
+        return self.head(self.features(tokens))
+
+    def features(self, tokens: jax.Array) -> jax.Array:
+        """The last layer's features ``[..., L, width]`` (after the final LayerNorm): the logits
+        are ``head(features)``, a linear map (CAPO's last-layer curvature model reads them)."""
         length = tokens.shape[-1]
         if length > self.max_len:
             raise ValueError(f"sequence length {length} exceeds max_len {self.max_len}")
         x = self.token_embed(tokens.reshape(-1, length)) + self.position_embed[:length]
         for block in self.blocks:
             x = block(x)
-        logits = self.head(self.final_norm(x))
-        return logits.reshape(tokens.shape + (self.vocab_size,))
+        return self.final_norm(x).reshape(tokens.shape + (self.width,))
 
     def init_cache(self, batch_size: int, dtype=jnp.float32) -> KVCache:
         """An empty cache for ``batch_size`` sequences (zeros; needs no parameters)."""

@@ -51,7 +51,27 @@ BNPO = Recipe(
           "rates, dual clip (0.2, 0.28, c = 10), seq-mean-token-sum, weight cap 1e6 (official code)",
 )
 
-RECIPES: dict = {r.name: r for r in (GRPO, DR_GRPO, RLOO, BNPO)}
+BASE: dict = {r.name: r for r in (GRPO, DR_GRPO, RLOO, BNPO)}
+
+
+def _catalog() -> dict:
+    """Every family module's recipes, by name (a duplicate name is a bug, not an override)."""
+    from jaxpg.losses.sequence import (copo, curvature, distribution_matching, down_sampling, empg, entropy_mechanism,
+                                       hapo, hybrid, one_token_rollout, pairwise, reward_models, reward_weighting,
+                                       stratified, structured, token_rewards, turn_level)
+
+    catalog = dict(BASE)
+    for module in (stratified, hapo, copo, entropy_mechanism, empg, down_sampling, hybrid, structured, curvature,
+                   turn_level, token_rewards, reward_models, reward_weighting, distribution_matching,
+                   one_token_rollout, pairwise):
+        for name, recipe in module.RECIPES.items():
+            if name in catalog:
+                raise RuntimeError(f"two recipes named {name!r}")
+            catalog[name] = recipe
+    return catalog
+
+
+RECIPES: dict = _catalog()
 
 
 def get_recipe(name: str):
