@@ -25,6 +25,7 @@ from jaxpg.losses.sequence import (
     token_rewards,
     turn_level,
 )
+from jaxpg.losses.sequence import recipe as seq_recipe
 from jaxpg.losses.sequence.batch import SequenceBatch
 from jaxpg.losses.sequence.ratios import token_log_ratio
 
@@ -589,7 +590,7 @@ def _dpo_reference(batch, beta, grad=False):
 
 def test_dpo_and_reverse_kl_fdpo_equal_reference_dpo():
     batch = _pair_batch()
-    reverse = distribution_matching.SequenceLossRecipe(name="fdpo_reverse_kl", fn=functools.partial(
+    reverse = seq_recipe.LossRecipe(name="fdpo_reverse_kl", fn=functools.partial(
         pairwise.pairwise_loss, link=functools.partial(pairwise.fdpo_link, beta=0.1, divergence="reverse_kl")))
     reference = _dpo_reference(batch, 0.1, grad=True)
     for recipe in (pairwise.DPO, reverse):

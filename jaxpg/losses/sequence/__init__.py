@@ -11,10 +11,11 @@ Modules: :mod:`.batch` (the container), :mod:`.groups` (per-prompt statistics), 
 
 from jaxpg.losses.sequence import advantages, aggregation, groups, ratios, regularizers, rewards, surrogates
 from jaxpg.losses.sequence.batch import SequenceBatch
-from jaxpg.losses.sequence.recipe import PolicyTerm, Recipe
+from jaxpg.losses.sequence.recipe import LossRecipe, PolicyTerm, Recipe
 from jaxpg.losses.sequence.recipes import RECIPES, get_recipe
 
 __all__ = [
+    "LossRecipe",
     "PolicyTerm",
     "RECIPES",
     "Recipe",

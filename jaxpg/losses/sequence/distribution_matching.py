@@ -38,6 +38,7 @@ import jax.numpy as jnp
 
 from jaxpg.losses.sequence.batch import SequenceBatch, require
 from jaxpg.losses.sequence.groups import group_count
+from jaxpg.losses.sequence.recipe import LossRecipe
 from jaxpg.losses.sequence.rewards import scalar_reward
 
 Array = chex.Array
@@ -173,30 +174,7 @@ def nash_md_loss(batch: SequenceBatch, *, beta: float = 0.1) -> tuple[Array, dic
     return loss, aux
 
 
-@dataclasses.dataclass(frozen=True)
-class SequenceLossRecipe:
-    """A catalog entry for a loss that is not a :class:`Recipe` assembly (f-DPG, Nash-MD, OTR, the
-    pairwise losses): ``loss, aux = entry(batch, key)`` calls ``fn(batch)`` (``fn(batch, key)``
-    when ``needs_key``) after checking ``requires`` (fields or ``extras`` keys). It has the
-    attributes the catalog reads (``name``, ``paper``, ``requires``, ``needs_key``, ``kind``)."""
-
-    name: str
-    fn: Callable
-    requires: tuple[str, ...] = ()
-    needs_key: bool = False
-    paper: str = ""
-    kind: str = "group"
-
-    def __call__(self, batch: SequenceBatch, key: jax.Array | None = None) -> tuple[Array, dict]:
-        require(batch, self.requires, f"recipe {self.name!r}")
-        if self.needs_key:
-            if key is None:
-                raise ValueError(f"recipe {self.name!r} draws random numbers: pass key=jax.random.key(...)")
-            return self.fn(batch, key)
-        return self.fn(batch)
-
-
-FDPG = SequenceLossRecipe(
+FDPG = LossRecipe(
     name="fdpg",
     fn=functools.partial(fdpg_loss, beta=0.1, divergence="forward_kl"),
     requires=("ref_logp",),
@@ -212,7 +190,7 @@ FDPG_REVERSE_KL = dataclasses.replace(
           "(r - beta log pi/pi_ref) scaled by 1/beta, beta = 0.1",
 )
 
-NASH_MD = SequenceLossRecipe(
+NASH_MD = LossRecipe(
     name="nash_md",
     fn=functools.partial(nash_md_loss, beta=0.1),
     requires=("ref_logp", "p_win"),

@@ -31,7 +31,7 @@ import jax.numpy as jnp
 
 from jaxpg.losses.sequence.aggregation import token_mean
 from jaxpg.losses.sequence.batch import SequenceBatch, require
-from jaxpg.losses.sequence.distribution_matching import SequenceLossRecipe
+from jaxpg.losses.sequence.recipe import LossRecipe
 
 Array = chex.Array
 sg = jax.lax.stop_gradient
@@ -65,7 +65,7 @@ def otr_loss(batch: SequenceBatch, key: jax.Array, *, num_samples: int = 8, temp
     return loss, aux
 
 
-OTR = SequenceLossRecipe(
+OTR = LossRecipe(
     name="otr",
     fn=functools.partial(otr_loss, num_samples=8, temperature=1.0, negative=0.0),
     requires=("logits", "targets"),

@@ -37,10 +37,9 @@ import jax.numpy as jnp
 from jaxpg.losses.sequence.advantages import pairwise_half_difference
 from jaxpg.losses.sequence.aggregation import sequence_mean_token_mean, token_mean
 from jaxpg.losses.sequence.batch import SequenceBatch, require
-from jaxpg.losses.sequence.distribution_matching import SequenceLossRecipe
 from jaxpg.losses.sequence.groups import group_count
 from jaxpg.losses.sequence.ratios import sequence_log_ratio
-from jaxpg.losses.sequence.recipe import PolicyTerm, Recipe
+from jaxpg.losses.sequence.recipe import LossRecipe, PolicyTerm, Recipe
 from jaxpg.losses.sequence.rewards import scalar_reward
 from jaxpg.losses.sequence.surrogates import constant_clip, ppo_surrogate
 
@@ -235,9 +234,9 @@ def pairwise_loss(batch: SequenceBatch, *, link: Callable, outer: Callable = neg
 
 
 def _pairwise_recipe(name: str, paper: str, *, link: Callable, outer: Callable = neg_log_sigmoid,
-                     anchor: str = "preferred", nll_coef: float = 0.0) -> SequenceLossRecipe:
+                     anchor: str = "preferred", nll_coef: float = 0.0) -> LossRecipe:
     needs_preferred = anchor == "preferred" or nll_coef
-    return SequenceLossRecipe(
+    return LossRecipe(
         name=name,
         fn=functools.partial(pairwise_loss, link=link, outer=outer, anchor=anchor, nll_coef=nll_coef),
         requires=("ref_logp", "preferred") if needs_preferred else ("ref_logp",),

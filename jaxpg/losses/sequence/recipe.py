@@ -144,3 +144,26 @@ class Recipe:
         # Diagnostics (no gradient): how far the trained policy moved from the sampling one.
         aux["approx_kl"] = token_mean(kl_per_token(sg(batch.logp), batch.old_logp, "k3"), batch.mask)
         return total, aux
+
+
+@dataclasses.dataclass(frozen=True)
+class LossRecipe:
+    """A catalog entry for a loss that is not a :class:`Recipe` assembly (f-DPG, Nash-MD, OTR, the
+    pairwise losses): ``loss, aux = entry(batch, key)`` calls ``fn(batch)`` (``fn(batch, key)``
+    when ``needs_key``) after checking ``requires`` (fields or ``extras`` keys). It has the
+    attributes the catalog reads (``name``, ``paper``, ``requires``, ``needs_key``, ``kind``)."""
+
+    name: str
+    fn: Callable
+    requires: tuple[str, ...] = ()
+    needs_key: bool = False
+    paper: str = ""
+    kind: str = "group"
+
+    def __call__(self, batch: SequenceBatch, key: jax.Array | None = None) -> tuple[Array, dict]:
+        require(batch, self.requires, f"recipe {self.name!r}")
+        if self.needs_key:
+            if key is None:
+                raise ValueError(f"recipe {self.name!r} draws random numbers: pass key=jax.random.key(...)")
+            return self.fn(batch, key)
+        return self.fn(batch)
