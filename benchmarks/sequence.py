@@ -51,19 +51,19 @@ def compare(a: dict, b: dict, n: int) -> str:
 def run_recipe(name: str, env: str, seeds: int, iterations: int, sft_params, overrides: dict) -> dict:
     train = make_train("grpo", env=env, recipe=name, total_steps=iterations * 128, eval_every=5, **overrides)
     keys = jax.random.split(jax.random.key(1000), seeds)
-    init = jax.jit(jax.vmap(lambda k: train.init_from(sft_params, k)))
-    states = init(keys)
+    prompts = train.task.sample_prompts(jax.random.key(FINAL_EVAL_SEED), 512)
     hparams = train.default_hparams
+
+    def one_seed(key):  # init from the shared SFT start, train, evaluate: one program per recipe
+        result = train.run(train.init_from(sft_params, key), hparams)
+        return result.metrics, train.evaluate_params(result.state.params, prompts)
+
     t0 = time.perf_counter()
-    program = jax.jit(jax.vmap(lambda s: train.run(s, hparams))).lower(states).compile()
+    program = jax.jit(jax.vmap(one_seed)).lower(keys).compile()
     compile_s = time.perf_counter() - t0
     t0 = time.perf_counter()
-    result = program(states)
-    metrics = jax.tree.map(np.asarray, result.metrics)
+    metrics, final = jax.tree.map(np.asarray, program(keys))
     run_s = time.perf_counter() - t0
-    prompts = train.task.sample_prompts(jax.random.key(FINAL_EVAL_SEED), 512)
-    final = np.asarray(jax.jit(jax.vmap(lambda p: train.evaluate_params(p, prompts)))(result.state.params))
-    finite = bool(metrics["finite"].all())
     return {
         "recipe": name,
         "kind": getattr(train.recipe, "kind", "group"),
@@ -73,10 +73,11 @@ def run_recipe(name: str, env: str, seeds: int, iterations: int, sft_params, ove
         "eval_curve_std": metrics["eval_accuracy"].std(0).round(4).tolist(),
         "train_reward_last10": summary(metrics["episode_return"][:, -10:].mean(1)),
         "responses": int(metrics["env_steps"][0, -1]),
+        # Sampled tokens over the wall time of training (and the final evaluation), all seeds.
         "tokens_per_second": float(metrics["tokens"][:, -1].sum() / run_s),
         "compile_seconds": compile_s,
         "run_seconds": run_s,
-        "finite": finite,
+        "finite": bool(metrics["finite"].all()),
     }
 
 

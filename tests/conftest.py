@@ -21,10 +21,13 @@ os.environ["JAX_COMPILATION_CACHE_DIR"] = _CACHE
 os.environ["JAXPG_CACHE_DIR"] = _CACHE  # what the jaxpg CLI uses
 os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] = "0.5"
 # Compilation, not execution, dominates the suite's time: XLA's backend optimization level 0
-# compiles about a third faster; programs run slower but tests run tiny budgets. Benchmarks and
-# the library keep XLA's defaults. (Appended, so a user's own XLA_FLAGS stay in force.)
-if "--xla_backend_optimization_level" not in os.environ.get("XLA_FLAGS", ""):
-    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+# compiles about a third faster, and XLA:CPU's older loop emitters (fusion emitters off) another
+# third (PPO CartPole 6.0 -> 3.9 s, SAC Pendulum 9.2 -> 6.6 s on the 2-core machine); programs run
+# slower but tests run tiny budgets. Benchmarks and the library keep XLA's defaults. (Appended,
+# so a user's own XLA_FLAGS stay in force.)
+for _flag in ("--xla_backend_optimization_level=0", "--xla_cpu_use_fusion_emitters=false"):
+    if _flag.split("=")[0] not in os.environ.get("XLA_FLAGS", ""):
+        os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " " + _flag).strip()
 
 
 def pytest_sessionfinish(session, exitstatus):
