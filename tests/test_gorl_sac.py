@@ -46,7 +46,10 @@ def test_gorl_sac_switch_restarts_the_learner_on_an_empty_buffer_and_decodes_wit
     assert int(after.stages.start_env_steps) == 364 and not bool(train.learning_ready(after))
     for x, y in zip(jax.tree.leaves((after.params, after.critic_params, after.log_alpha, after.buffer)),
                     jax.tree.leaves((fresh.params, fresh.critic_params, fresh.log_alpha, fresh.buffer)), strict=True):
-        np.testing.assert_array_equal(x, y)  # the learner and its buffer restart from init
+        # The learner and its buffer restart from init: the init inside the switch's program equals
+        # jit(init)'s up to the rounding of two separately compiled programs (the moved state
+        # differs by 0.1).
+        np.testing.assert_allclose(x, y, rtol=1e-6, atol=1e-9)
     assert np.isnan(float(after.last_return)) and np.isfinite(float(after.stages.decoder_loss))
     # The executed action now goes through the trained flow (not the identity).
     obs, key = state.obs, jax.random.key(3)
