@@ -119,7 +119,7 @@ def recipes_benchmark(args) -> None:
 def write_table(out: dict, path: str) -> None:
     rows = out["recipes"]
     grpo = rows.get("grpo", {}).get("final_accuracy")
-    lines = [f"Addition ({out['env']}), {out['seeds']} seeds, {out['iterations']} iterations x 128 responses, "
+    lines = [f"{out['env']}, {out['seeds']} seeds, {out['iterations']} iterations x 128 responses, "
              f"SFT start accuracy {out['sft_accuracy']:.3f}", "",
              "| recipe | kind | final accuracy | vs GRPO | tokens/s |", "|---|---|---|---|---|"]
     for name, row in rows.items():
