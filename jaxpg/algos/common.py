@@ -19,6 +19,7 @@ from jaxpg.policies import STD_MODES, policy_head
 
 SCHEDULES = ("constant", "linear", "cosine")
 LEVELS = ("default", "sampled")
+OPTIMIZERS = ("adam", "sinkgd")  # choices of BaseConfig.optimizer (built by make_optimizer)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -45,6 +46,15 @@ class BaseConfig:
     # its own level from env.sample_params at init (replace them later with replace_levels).
     levels: str = "default"
     per_env_returns: bool = False  # also report metrics["episode_return_per_env"] [num_envs]
+    # "adam" | "sinkgd" (jaxpg.optim.sinkgd: stateless, Sinkhorn-normalized matrix gradients),
+    # after global-norm clipping; built by make_optimizer.
+    optimizer: str = "adam"
+
+    # Valid values of ``optimizer`` (a class attribute, not a field). A subclass may narrow them
+    # (``OPTIMIZERS = ("adam",)`` for an algorithm that builds its own optimizer); one that
+    # redeclares the ``optimizer`` field without setting OPTIMIZERS owns the field and checks it
+    # itself (LPG: "sgd" | "adam"), so check_config skips it.
+    OPTIMIZERS = OPTIMIZERS
 
 
 def check_config(config) -> None:
@@ -67,6 +77,22 @@ def check_config(config) -> None:
         raise ValueError(f"unknown std_mode {config.std_mode!r}; valid choices: {', '.join(STD_MODES)}")
     if any(int(size) < 1 for size in config.hidden_sizes):
         raise ValueError(f"hidden_sizes must be positive integers, got {config.hidden_sizes!r}")
+    choices = _optimizer_choices(config)
+    if choices is not None and config.optimizer not in choices:
+        raise ValueError(f"unknown optimizer {config.optimizer!r}; valid choices: {', '.join(choices)}")
+
+
+def _optimizer_choices(config) -> tuple | None:
+    """The valid ``optimizer`` values: the nearest class in the MRO that sets ``OPTIMIZERS`` or
+    redeclares the ``optimizer`` field decides; its OPTIMIZERS, or None when it redeclares the
+    field without them (the algorithm validates its own choices)."""
+    for cls in type(config).__mro__:
+        namespace = vars(cls)
+        if "OPTIMIZERS" in namespace:
+            return namespace["OPTIMIZERS"]
+        if "optimizer" in namespace:
+            return None
+    return None
 
 
 def make_environment(config, num_envs: int | None = None) -> tuple[Environment, VectorEnv]:
@@ -127,7 +153,27 @@ def learning_rate_schedule(kind: str, learning_rate, total_updates: int):
 def adam_with_clipping(schedule, max_grad_norm, nap: bool = False) -> optax.GradientTransformation:
     """Global-norm clipping then Adam (eps=1e-5 as in the PPO reference implementations);
     with ``nap``, followed by NaP's projection of the normalized kernels."""
-    tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), optax.adam(schedule, eps=1e-5))
+    return _clipped("adam", schedule, max_grad_norm, nap)
+
+
+def make_optimizer(config, schedule, max_grad_norm) -> optax.GradientTransformation:
+    """The optimizer ``config.optimizer`` names, after global-norm clipping, with NaP's projection
+    when ``config.nap``: ``"adam"`` is :func:`adam_with_clipping`; ``"sinkgd"`` is
+    ``jaxpg.optim.sinkgd(schedule)`` (Scetbon et al. 2025; 5 SR-Sinkhorn passes, unit-RMS rule for
+    biases and other non-matrix leaves). SinkGD's step does not depend on the gradient's scale, so
+    the clip leaves it unchanged; it stays for one interface across optimizers.
+    ``schedule`` may be a float or an optax schedule (a traced learning rate too)."""
+    return _clipped(getattr(config, "optimizer", "adam"), schedule, max_grad_norm, config.nap)
+
+
+def _clipped(kind: str, schedule, max_grad_norm, nap: bool) -> optax.GradientTransformation:
+    if kind == "adam":
+        inner = optax.adam(schedule, eps=1e-5)
+    elif kind == "sinkgd":
+        inner = optim.sinkgd(schedule)
+    else:
+        raise ValueError(f"unknown optimizer {kind!r}; valid choices: {', '.join(OPTIMIZERS)}")
+    tx = optax.chain(optax.clip_by_global_norm(max_grad_norm), inner)
     return optim.nap(tx, mask=normalized_kernels_mask) if nap else tx
 
 

@@ -52,6 +52,7 @@ BASELINES = ("leave_one_out", "none")
 
 @dataclasses.dataclass(frozen=True)
 class HARPGConfig(common.BaseConfig):
+    OPTIMIZERS = ("adam",)  # builds its own optimizers; optimizer="sinkgd" is refused
     # simulated env steps (num_envs [+ hessian_envs]) x horizon per iteration
     total_steps: int = bounded(500_000, POSITIVE_INT)
     num_envs: int = bounded(10, POSITIVE_INT)  # trajectories per gradient estimate

@@ -156,7 +156,7 @@ class PPO(Trainer):
         c = self.config
         total_updates = self.num_iterations * c.update_epochs * c.num_minibatches
         schedule = common.learning_rate_schedule(c.lr_schedule, hparams.learning_rate, total_updates)
-        return common.adam_with_clipping(schedule, hparams.max_grad_norm, nap=self.config.nap)
+        return common.make_optimizer(self.config, schedule, hparams.max_grad_norm)
 
     def init(self, key: jax.Array, hparams: PPOHParams | None = None, env_params: Any = None) -> PPOState:
         hparams = self.default_hparams if hparams is None else hparams

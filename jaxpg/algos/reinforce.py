@@ -111,7 +111,7 @@ class Reinforce(Trainer):
 
     def optimizer(self, hparams) -> optax.GradientTransformation:
         schedule = common.learning_rate_schedule(self.config.lr_schedule, hparams.learning_rate, self.num_iterations)
-        return common.adam_with_clipping(schedule, hparams.max_grad_norm, nap=self.config.nap)
+        return common.make_optimizer(self.config, schedule, hparams.max_grad_norm)
 
     def init(self, key, hparams=None, env_params=None) -> ReinforceState:
         hparams = self.default_hparams if hparams is None else hparams

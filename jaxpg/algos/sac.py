@@ -43,6 +43,7 @@ from jaxpg.policies import ActionSample
 @dataclasses.dataclass(frozen=True)
 class SACConfig(common.BaseConfig):
     """Static choices; shared fields in ``BaseConfig`` (redeclared here with SAC's defaults)."""
+    OPTIMIZERS = ("adam",)  # builds its own optimizers; optimizer="sinkgd" is refused
 
     env: str = "Pendulum-v1"
     num_envs: int = bounded(1, POSITIVE_INT)
