@@ -68,10 +68,10 @@ def test_bad_device_count_is_rejected(bad):
 def test_compiler_options_level_1_on_cpu_unless_xla_flags_choose(monkeypatch):
     from jaxpg.algos.trainer import compiler_options
 
-    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0")
+    monkeypatch.setenv("XLA_FLAGS", "--xla_backend_optimization_level=0 --xla_cpu_use_fusion_emitters=false")
     assert compiler_options() == {}
     monkeypatch.setenv("XLA_FLAGS", "")
-    assert compiler_options() == {"xla_backend_optimization_level": 1}
+    assert compiler_options() == {"xla_backend_optimization_level": 1, "xla_cpu_use_fusion_emitters": True}
 
 
 def test_trainer_jit_is_cached_and_equals_jax_jit():

@@ -59,10 +59,18 @@ def compiler_options() -> dict:
     run time unchanged (the time goes to library matmul kernels and many small loops, which
     LLVM's heavier passes do not speed up); brax inverted_pendulum: compile -17%, run unchanged.
     Other backends keep their defaults, and a level set in ``XLA_FLAGS`` wins (the test suite
-    sets 0)."""
-    if jax.default_backend() != "cpu" or "--xla_backend_optimization_level" in os.environ.get("XLA_FLAGS", ""):
+    sets 0). XLA:CPU's fusion emitters (its default) are named too, unless ``XLA_FLAGS`` chooses:
+    the test suite turns them off for compile speed process-wide, and its run-time-bound tests,
+    which clear ``XLA_FLAGS`` to get jaxpg's options, then run with them."""
+    if jax.default_backend() != "cpu":
         return {}
-    return {"xla_backend_optimization_level": 1}
+    flags = os.environ.get("XLA_FLAGS", "")
+    options = {}
+    if "--xla_backend_optimization_level" not in flags:
+        options["xla_backend_optimization_level"] = 1
+    if "--xla_cpu_use_fusion_emitters" not in flags:
+        options["xla_cpu_use_fusion_emitters"] = True
+    return options
 
 
 def all_finite(tree) -> jax.Array:
