@@ -32,30 +32,48 @@ def test_every_recipe_builds_its_batch_and_steps():
 
 
 @pytest.fixture(scope="module")
-def tiny_run():
+def tiny_sweep():
+    """2 learning rates (0 and the default) x 2 seeds in one compiled sweep."""
+    from jaxpg import sweep
+
     train = make_train("grpo", env="seq/copy", recipe="grpo", total_steps=32, **TINY)
-    run = train.jit()
-    return train, run, run(jax.random.key(0))
+    hparams = sweep.grid(train.default_hparams, learning_rate=[0.0, 3e-4])
+    return train, hparams, sweep.run(train, seeds=2, hparams=hparams)
 
 
-def test_a_small_run_is_finite_on_policy_and_reproducible(tiny_run):
-    train, run, result = tiny_run
+def test_a_small_sweep_is_finite_on_policy_and_reproducible(tiny_sweep):
+    from jaxpg import sweep
+
+    train, hparams, result = tiny_sweep
     metrics = jax.tree.map(np.asarray, result.metrics)
-    assert metrics["finite"].all() and metrics["loss"].shape == (train.num_iterations,)
+    assert metrics["finite"].all() and metrics["loss"].shape == (2, 2, train.num_iterations)
     # The first epoch scores the tokens with the sampler's own parameters: the KV-cache sampler's
     # log-probs equal the full forward pass's, so the ratio is 1 and the approximate KL is 0.
     np.testing.assert_allclose(metrics["approx_kl"], 0.0, atol=1e-6)
     np.testing.assert_allclose(metrics["clip_fraction"], 0.0)
-    assert np.all(np.diff(metrics["env_steps"]) == 16) and np.all(metrics["tokens"] > 0)
-    again = run(jax.random.key(0))
+    assert np.all(np.diff(metrics["env_steps"], axis=-1) == 16) and np.all(metrics["tokens"] > 0)
+    lr_metrics = [k for k in metrics if k.startswith("effective_lr/")]
+    # Each run gets its own hyperparameters: learning rate 0 never changes a weight.
+    assert lr_metrics and all(np.all(metrics[k][0] == 0) for k in lr_metrics)
+    again = sweep.run(train, seeds=2, hparams=hparams)  # the same compiled program, the same keys
     assert all(np.array_equal(a, b) for a, b in zip(jax.tree.leaves(result.params), jax.tree.leaves(again.params)))
     # jaxpg.evaluate and policy_fn work for sequence runs too: one response per fresh prompt.
     import jaxpg
 
-    returns = np.asarray(jaxpg.evaluate(result, jax.random.key(1), num_episodes=6))
+    one = jax.tree.map(lambda x: x[1, 0], result)
+    returns = np.asarray(jaxpg.evaluate(one, jax.random.key(1), num_episodes=6))
     assert returns.shape == (6,) and np.all((returns >= 0) & (returns <= 1))
     prompts = train.task.sample_prompts(jax.random.key(2), 3)
-    assert jaxpg.policy_fn(result)(prompts).shape == (3, train.task.answer_len)
+    assert jaxpg.policy_fn(one)(prompts).shape == (3, train.task.answer_len)
+
+
+def test_the_cli_lists_token_tasks_and_recipes(capsys):
+    from jaxpg import cli
+
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "seq/addition" in out and "seq/multiturn" in out
+    assert all(name in out for name in seq.RECIPES)
 
 
 def test_bad_settings_fail_in_one_line():
