@@ -264,20 +264,21 @@ class SequenceTrainer(Trainer):
             logp = old_logp
         if self.uses_demos:
             # One demonstration per prompt, in the prompt's group (HPT's SFT rows).
-            demo_tokens = jnp.concatenate([prompts, task.solution(prompts)], axis=1)
-            demo_mask = task.trainable_mask(prompts, task.solution(prompts))
+            demo_answers = task.solution(prompts)
+            demo_tokens = jnp.concatenate([prompts, demo_answers], axis=1)
+            demo_mask = task.trainable_mask(prompts, demo_answers)
             demo_logp, demo_entropy, _ = self._log_probs(state.params, demo_tokens)
             tokens = jnp.concatenate([tokens, demo_tokens])
-            answers = jnp.concatenate([answers, task.solution(prompts)])
+            answers = jnp.concatenate([answers, demo_answers])
             mask = jnp.concatenate([mask, demo_mask])
             old_logp = jnp.concatenate([old_logp, demo_logp])
             logp = old_logp
             entropy = jnp.concatenate([entropy, demo_entropy])
-            demo_rewards = task.reward_components(prompts, task.solution(prompts)) if rewards.ndim > 1 else \
-                task.reward(prompts, task.solution(prompts))
+            demo_rewards = task.reward_components(prompts, demo_answers) if rewards.ndim > 1 else \
+                task.reward(prompts, demo_answers)
             rewards = jnp.concatenate([rewards, demo_rewards])
             group_ids = jnp.concatenate([group_ids, jnp.arange(c.num_prompts)])
-            solution = jnp.concatenate([solution, task.solution(prompts)])
+            solution = jnp.concatenate([solution, demo_answers])
             is_demo = jnp.concatenate([jnp.zeros(self.num_responses), jnp.ones(c.num_prompts)])
         ref_logp, _, _ = self._log_probs(state.ref_params, tokens)
         n = tokens.shape[0]
@@ -285,7 +286,7 @@ class SequenceTrainer(Trainer):
         strata = answers[:, 0] if task.name == "multiturn" else lengths
         extras = {}
         if self.kind == "pairwise":
-            extras["preferred"] = bradley_terry_preferences(key_pref, task.reward(repeated, gen.answers),
+            extras["preferred"] = bradley_terry_preferences(key_pref, correct,
                                                             hparams.preference_temperature)
         if self.uses_p_win:
             opponent = generation.generate(self.network, state.ref_params, task, repeated, key_opp,
@@ -305,7 +306,7 @@ class SequenceTrainer(Trainer):
             old_values = self._values(state.value_params, tokens)
             batch = batch.replace(values=old_values, old_values=old_values)
         stats = {
-            "episode_return": jnp.mean(task.reward(repeated, gen.answers)),
+            "episode_return": jnp.mean(correct),
             "accuracy": jnp.mean(correct >= 1.0),
             "response_length": jnp.mean(jnp.sum(gen.mask, axis=1)),
             "entropy": jnp.sum(gen.entropy * gen.mask) / jnp.maximum(jnp.sum(gen.mask), 1.0),

@@ -32,6 +32,7 @@ dataclasses, hashable, so they can be static arguments of ``jax.jit``.
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 from typing import ClassVar
 
@@ -71,7 +72,7 @@ def _int_to_digits(x: jax.Array, k: int) -> jax.Array:
 
 
 @dataclasses.dataclass(frozen=True)
-class TokenTask:
+class TokenTask(abc.ABC):
     """A prompt distribution with a checkable answer. Subclasses give ``prompt_len``,
     ``answer_len``, ``sample_prompts`` and ``solution``; the rest has generic defaults.
 
@@ -96,22 +97,24 @@ class TokenTask:
         return len(self.vocab)
 
     @property
+    @abc.abstractmethod
     def prompt_len(self) -> int:
-        raise NotImplementedError
+        """Tokens per prompt (fixed), the first being ``<bos>``."""
 
     @property
+    @abc.abstractmethod
     def answer_len(self) -> int:
-        raise NotImplementedError
+        """The most tokens an answer may have, its ``<eos>`` included."""
 
     # ---- the task ------------------------------------------------------------------------------
+    @abc.abstractmethod
     def sample_prompts(self, key: jax.Array, n: int) -> jax.Array:
         """int32 ``[n, prompt_len]``, each starting with ``<bos>``."""
-        raise NotImplementedError
 
+    @abc.abstractmethod
     def solution(self, prompts: jax.Array) -> jax.Array:
         """The correct answers, int32 ``[n, answer_len]``: EOS-terminated, PAD after, with the
         environment's forced tokens at their positions."""
-        raise NotImplementedError
 
     def forced(self, prompts: jax.Array, t, answers_so_far: jax.Array) -> tuple[jax.Array, jax.Array]:
         """``(is_forced bool [n], token int32 [n])`` for answer position ``t`` (a python int or a
