@@ -567,6 +567,9 @@ def cmd_list(args) -> int:
     from jaxpg.losses.sequence import RECIPES
 
     print("token tasks (grpo --env): " + ", ".join(f"seq/{name}" for name in TASKS))
+    from jaxpg.envs.inventory import TASKS as INVENTORY_TASKS
+
+    print("inventory tasks (hdpo --env): " + ", ".join(f"inventory/{name}" for name in INVENTORY_TASKS))
     print("sequence recipes (grpo --set recipe=NAME): " + ", ".join(sorted(RECIPES)))
     return 0
 

@@ -12,6 +12,7 @@ import inspect
 from jaxpg.algos import gorl
 from jaxpg.algos.gorl import GoRL, GoRLConfig, GoRLHParams, GoRLSAC, GoRLSACConfig, GoRLSACHParams
 from jaxpg.algos.lpg import LPG, LPGConfig, LPGTrainHParams
+from jaxpg.algos.hdpo import HDPO, HDPOConfig, HDPOHParams
 from jaxpg.algos.harpg import HARPG, METHODS, NHARPG, NMPG, NPGIGT, PG, HARPGConfig, HARPGHParams, PolicyGradientFamily
 from jaxpg.algos.pmoe import PMOEPPO, PMOESAC, PMOEPPOConfig, PMOEPPOHParams, PMOESACConfig
 from jaxpg.algos.ppo import PPO, PPOConfig, PPOHParams, ppo_objective
@@ -31,6 +32,7 @@ ALGORITHMS: dict[str, type[Trainer]] = {
     "gorl_sac": GoRLSAC,
     "lpg": LPG,
     "grpo": SequenceTrainer,  # any loss of jaxpg.losses.sequence: make_train("grpo", recipe="rloo")
+    "hdpo": HDPO,  # pathwise gradients through the inventory simulator: env="inventory/one_store"
     # Fatkhullin et al. 2023: one class, one registry name per method.
     **METHODS,
 }
@@ -101,6 +103,9 @@ __all__ = [
     "GoRLSACConfig",
     "GoRLSACHParams",
     "HARPG",
+    "HDPO",
+    "HDPOConfig",
+    "HDPOHParams",
     "HARPGConfig",
     "HARPGHParams",
     "LPG",

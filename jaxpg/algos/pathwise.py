@@ -126,13 +126,19 @@ class InventoryMLP(nn.Module):
 
     hidden: Sequence[int] = (32, 32, 32)
     scale: float = 5.0
+    zero_head: bool = True
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
         x = x / self.scale
         for width in self.hidden:
             x = nn.elu(nn.Dense(width)(x))
-        return self.scale * jax.nn.softplus(nn.Dense(1)(x)[..., 0] + 1.0)
+        # A zero-initialized head starts every run at the constant order scale * softplus(1)
+        # (6.6 for mean demand 5) whatever the state. With flax's default head, 1 of 8 random
+        # inits ordered hundreds of units per period (initial cost ~5000), saturated the ELUs and
+        # stayed at cost ~20 (the best base stock pays 7.3); see tests/test_inventory.py.
+        head = nn.Dense(1, kernel_init=nn.initializers.zeros if self.zero_head else nn.linear.default_kernel_init)
+        return self.scale * jax.nn.softplus(head(x)[..., 0] + 1.0)
 
 
 def mlp_policy(module: InventoryMLP) -> Callable[[Any], Callable[[InventoryState], jax.Array]]:

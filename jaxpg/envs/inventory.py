@@ -42,11 +42,14 @@ import jax.numpy as jnp
 __all__ = [
     "InventoryParams",
     "InventoryState",
+    "InventoryTask",
+    "TASKS",
     "average_cost",
     "base_stock",
     "capped_base_stock",
     "initial_state",
     "inventory_position",
+    "make_task",
     "sample_demand",
     "simulate",
 ]
@@ -182,3 +185,61 @@ def sample_demand(
         s = jnp.sqrt(mean) if std is None else std
         return jax.nn.relu(mean + s * jax.random.normal(key, shape, jnp.float32))
     raise ValueError(f"distribution must be 'poisson' or 'normal', got {distribution!r}")
+
+
+DISTRIBUTIONS = ("poisson", "normal")
+
+
+@dataclasses.dataclass(frozen=True)
+class InventoryTask:
+    """A named inventory setting ``"inventory/<name>"``: the store, the horizon and the demand.
+
+    ``periods`` is T (the length of each sampled demand path); ``demand_mean`` and
+    ``distribution`` go to :func:`sample_demand`.
+    """
+
+    name: str
+    store: InventoryParams
+    periods: int = 50
+    demand_mean: float = 5.0
+    distribution: str = "poisson"
+
+    def __post_init__(self):
+        if int(self.periods) != self.periods or self.periods <= self.store.burn_in:
+            raise ValueError(f"periods must be an int > burn_in = {self.store.burn_in}, got {self.periods!r}")
+        if not self.demand_mean > 0:
+            raise ValueError(f"demand_mean must be > 0, got {self.demand_mean!r}")
+        if self.distribution not in DISTRIBUTIONS:
+            raise ValueError(f"unknown distribution {self.distribution!r}; valid choices: {', '.join(DISTRIBUTIONS)}")
+
+    def sample(self, key: jax.Array, num_paths: int) -> jax.Array:
+        """``num_paths`` demand paths [num_paths, periods]."""
+        return sample_demand(key, (num_paths, self.periods), self.demand_mean, self.distribution)
+
+
+# The paper's one-store setting (Alvo et al. 2023, Section 5.1): Poisson(5), h = 1, p = 9, lead
+# time 4, T = 50 with the first 30 periods left out of the reported cost; lost sales or backlog.
+# "newsvendor": lead time 0 with backlog, where a base-stock level s pays the newsvendor cost
+# every period, minimized at the critical fractile F^-1(p / (p + h)) = 8 for Poisson(5).
+TASKS: dict[str, InventoryTask] = {
+    "one_store": InventoryTask("one_store", InventoryParams(lead_time=4, lost_sales=True, burn_in=30)),
+    "one_store_backlog": InventoryTask("one_store_backlog", InventoryParams(lead_time=4, lost_sales=False, burn_in=30)),
+    "newsvendor": InventoryTask("newsvendor", InventoryParams(lead_time=0, lost_sales=False), periods=10),
+}
+
+
+def make_task(name: str, **overrides) -> InventoryTask:
+    """The setting ``"inventory/<name>"`` (or ``"<name>"``) of :data:`TASKS`, with fields replaced
+    by ``overrides``: any field of :class:`InventoryParams` (``lead_time=2``, ``lost_sales=False``)
+    or of :class:`InventoryTask` (``periods``, ``demand_mean``, ``distribution``)."""
+    short = name[len("inventory/"):] if name.startswith("inventory/") else name
+    if short not in TASKS:
+        raise ValueError(f"unknown inventory task {name!r}; valid choices: {', '.join('inventory/' + t for t in TASKS)}")
+    task = TASKS[short]
+    store_fields = [f.name for f in dataclasses.fields(InventoryParams)]
+    task_fields = ["periods", "demand_mean", "distribution"]
+    unknown = sorted(set(overrides) - set(store_fields) - set(task_fields))
+    if unknown:
+        raise ValueError(f"unknown inventory field(s) {unknown}; valid choices: {', '.join(store_fields + task_fields)}")
+    store = dataclasses.replace(task.store, **{k: v for k, v in overrides.items() if k in store_fields})
+    return dataclasses.replace(task, store=store, **{k: v for k, v in overrides.items() if k in task_fields})
