@@ -47,7 +47,10 @@ class BaseConfig:
     levels: str = "default"
     per_env_returns: bool = False  # also report metrics["episode_return_per_env"] [num_envs]
     # "adam" | "sinkgd" (jaxpg.optim.sinkgd: stateless, Sinkhorn-normalized matrix gradients),
-    # after global-norm clipping; built by make_optimizer.
+    # after global-norm clipping; built by make_optimizer. An algorithm may widen the choices with
+    # optimizers it builds itself: REINFORCE adds "sgd" (plain gradient step after clipping: the
+    # plain-PG baseline) and "gns" (natural PG, jaxpg.optim.scale_by_gns on the policy's Fisher);
+    # algorithms that keep these OPTIMIZERS (PPO, ...) refuse them with the valid choices.
     optimizer: str = "adam"
 
     # Valid values of ``optimizer`` (a class attribute, not a field). A subclass may narrow them
