@@ -159,27 +159,35 @@ def accuracy(logits, labels):
     return jnp.mean(jnp.argmax(logits, axis=-1) == labels)
 
 
+def _minibatch_adam(params, loss, key, *, num_examples: int, num_steps: int, batch_size: int, learning_rate: float):
+    """``num_steps`` Adam steps on ``loss(params, idx)`` over random minibatch indices (with
+    replacement) of ``num_examples`` examples, in one ``lax.scan``: the teacher's training and
+    every student's distillation."""
+    tx = optax.adam(learning_rate)
+
+    def step(carry, k):
+        p, s = carry
+        idx = jax.random.randint(k, (batch_size,), 0, num_examples)
+        u, s = tx.update(jax.grad(loss)(p, idx), s, p)
+        return (optax.apply_updates(p, u), s), None
+
+    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(key, num_steps))
+    return params
+
+
 def train_teacher(key, x, y, *, width: int, num_layers: int, num_classes: int, num_steps: int = 1000,
                   batch_size: int = 128, learning_rate: float = 1e-3):
     """The teacher: cross-entropy, Adam, ``num_steps`` minibatch steps inside one ``lax.scan``."""
     _check_width(x, width)
     k_init, k_batches = jax.random.split(key)
-    params = init_mlp(k_init, width, num_layers, num_classes)
     mask = jnp.ones((num_layers,))
-    tx = optax.adam(learning_rate)
 
     def loss(p, idx):
         return optax.softmax_cross_entropy_with_integer_labels(mlp_apply(p, mask, x[idx]), y[idx]).mean()
 
-    def step(carry, k):
-        p, s = carry
-        idx = jax.random.randint(k, (batch_size,), 0, x.shape[0])
-        g = jax.grad(loss)(p, idx)
-        u, s = tx.update(g, s, p)
-        return (optax.apply_updates(p, u), s), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(k_batches, num_steps))
-    return params
+    return _minibatch_adam(init_mlp(k_init, width, num_layers, num_classes), loss, k_batches,
+                           num_examples=x.shape[0], num_steps=num_steps, batch_size=batch_size,
+                           learning_rate=learning_rate)
 
 
 def distill_student(key, mask, x_train, teacher_logits, *, num_steps: int, batch_size: int, learning_rate: float):
@@ -187,21 +195,13 @@ def distill_student(key, mask, x_train, teacher_logits, *, num_steps: int, batch
     batch and classes, the code's ``nn.MSELoss``; Ba & Caruana 2014) with Adam, in ``lax.scan``."""
     width, num_classes = x_train.shape[-1], teacher_logits.shape[-1]
     k_init, k_batches = jax.random.split(key)
-    params = init_mlp(k_init, width, mask.shape[-1], num_classes)
-    tx = optax.adam(learning_rate)
 
     def loss(p, idx):
         return jnp.mean((mlp_apply(p, mask, x_train[idx]) - teacher_logits[idx]) ** 2)
 
-    def step(carry, k):
-        p, s = carry
-        idx = jax.random.randint(k, (batch_size,), 0, x_train.shape[0])
-        g = jax.grad(loss)(p, idx)
-        u, s = tx.update(g, s, p)
-        return (optax.apply_updates(p, u), s), None
-
-    (params, _), _ = jax.lax.scan(step, (params, tx.init(params)), jax.random.split(k_batches, num_steps))
-    return params
+    return _minibatch_adam(init_mlp(k_init, width, mask.shape[-1], num_classes), loss, k_batches,
+                           num_examples=x_train.shape[0], num_steps=num_steps, batch_size=batch_size,
+                           learning_rate=learning_rate)
 
 
 def _check_width(x, width):
