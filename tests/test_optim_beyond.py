@@ -168,6 +168,52 @@ def test_ppo_trainer_with_optimizer_sinkgd_steps_with_sinkgd(sinkgd_ppo):
     _check_sinkgd_updates(updates, grads, hparams.learning_rate)
 
 
+def _random_like(params, seed):
+    leaves, treedef = jax.tree.flatten(params)
+    rng = np.random.default_rng(seed)
+    return jax.tree.unflatten(treedef, [jnp.asarray(rng.normal(size=x.shape), x.dtype) for x in leaves])
+
+
+def test_sac_sequence_and_hdpo_trainers_step_their_networks_with_sinkgd():
+    """optimizer="sinkgd" reaches every trainer that builds its own optimizers: SAC's actor and
+    critics (its temperature keeps Adam: a scalar's SinkGD step is only its sign), the sequence
+    trainer's policy and critic, HDPO's policy. Each update is -lr SinkGD(g) of random gradients;
+    with "adam" SAC's optimizer is still optax's Adam (eps 1e-8) after clipping."""
+    from jaxpg.algos import make_train
+
+    # The optimizers are what is tested: a small parameter tree (a kernel, a bias) stands in for
+    # each trainer's network (building and initializing those costs compiles, not checks).
+    actor = {"kernel": jnp.ones((5, 3)), "bias": jnp.ones(3)}
+    grads = _random_like(actor, 2)
+    sac = make_train("sac", env="Pendulum-v1", optimizer="sinkgd", hidden_sizes=(8, 8))
+    hp = sac.default_hparams
+    tx = sac._optimizer(hp)
+    _check_sinkgd_updates(jax.jit(tx.update)(grads, tx.init(actor), actor)[0], grads, hp.learning_rate)
+    t_tx = sac._temperature_optimizer(hp)
+    step, _ = t_tx.update(jnp.float32(0.3), t_tx.init(jnp.float32(0.0)), jnp.float32(0.0))
+    np.testing.assert_allclose(step, -hp.learning_rate, rtol=1e-4)  # Adam's first step: -lr sign(g)
+    adam = make_train("sac", env="Pendulum-v1", hidden_sizes=(8, 8))._optimizer(hp)
+    reference = optax.chain(optax.clip_by_global_norm(hp.max_grad_norm), optax.adam(hp.learning_rate))
+    for a, b in zip(jax.tree.leaves(adam.update(grads, adam.init(actor), actor)[0]),
+                    jax.tree.leaves(reference.update(grads, reference.init(actor), actor)[0])):
+        np.testing.assert_array_equal(a, b)
+
+    hdpo = make_train("hdpo", optimizer="sinkgd", hidden_sizes=(8, 8), lr_schedule="constant")
+    seq = make_train("grpo", optimizer="sinkgd", width=16, num_heads=2, num_layers=1)
+    for tx, lr in ((hdpo.optimizer(hdpo.default_hparams), hdpo.default_hparams.learning_rate),
+                   (seq.optimizer(seq.default_hparams), seq.default_hparams.learning_rate),
+                   (seq.value_optimizer(seq.default_hparams), seq.default_hparams.value_learning_rate)):
+        _check_sinkgd_updates(jax.jit(tx.update)(grads, tx.init(actor), actor)[0], grads, lr)
+
+
+@pytest.mark.parametrize("algo", ["sac", "grpo", "hdpo"])
+def test_every_trainer_refuses_an_unknown_optimizer_in_one_line(algo):
+    from jaxpg.algos import make_train
+
+    with pytest.raises(ValueError, match=r"^unknown optimizer 'adamw'; valid choices: adam, sinkgd$"):
+        make_train(algo, optimizer="adamw")
+
+
 # ---- GNS: regularized Newton by CG -----------------------------------------------------------
 # Test data and references in NumPy: only the library's own code runs in JAX (fewer compiles).
 def _spd(seed, n, shift=1.0):

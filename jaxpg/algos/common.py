@@ -50,7 +50,9 @@ class BaseConfig:
     # after global-norm clipping; built by make_optimizer. An algorithm may widen the choices with
     # optimizers it builds itself: REINFORCE adds "sgd" (plain gradient step after clipping: the
     # plain-PG baseline) and "gns" (natural PG, jaxpg.optim.scale_by_gns on the policy's Fisher);
-    # algorithms that keep these OPTIMIZERS (PPO, ...) refuse them with the valid choices.
+    # algorithms that keep these OPTIMIZERS (PPO, ...) refuse them with the valid choices. SAC,
+    # the sequence trainer and HDPO build theirs with clipped_optimizer (same two choices); the
+    # HARPG family's step is the method itself, so it takes no optimizer (OPTIMIZERS = ("adam",)).
     optimizer: str = "adam"
 
     # Valid values of ``optimizer`` (a class attribute, not a field). A subclass may narrow them
@@ -156,7 +158,7 @@ def learning_rate_schedule(kind: str, learning_rate, total_updates: int):
 def adam_with_clipping(schedule, max_grad_norm, nap: bool = False) -> optax.GradientTransformation:
     """Global-norm clipping then Adam (eps=1e-5 as in the PPO reference implementations);
     with ``nap``, followed by NaP's projection of the normalized kernels."""
-    return _clipped("adam", schedule, max_grad_norm, nap)
+    return clipped_optimizer("adam", schedule, max_grad_norm, nap=nap)
 
 
 def make_optimizer(config, schedule, max_grad_norm) -> optax.GradientTransformation:
@@ -166,12 +168,23 @@ def make_optimizer(config, schedule, max_grad_norm) -> optax.GradientTransformat
     biases and other non-matrix leaves). SinkGD's step does not depend on the gradient's scale, so
     the clip leaves it unchanged; it stays for one interface across optimizers.
     ``schedule`` may be a float or an optax schedule (a traced learning rate too)."""
-    return _clipped(getattr(config, "optimizer", "adam"), schedule, max_grad_norm, config.nap)
+    return clipped_optimizer(getattr(config, "optimizer", "adam"), schedule, max_grad_norm, nap=config.nap)
 
 
-def _clipped(kind: str, schedule, max_grad_norm, nap: bool) -> optax.GradientTransformation:
+def check_optimizer(kind: str, choices: tuple = OPTIMIZERS) -> None:
+    """One-line error naming the valid choices (for configs that are not a ``BaseConfig``)."""
+    if kind not in choices:
+        raise ValueError(f"unknown optimizer {kind!r}; valid choices: {', '.join(choices)}")
+
+
+def clipped_optimizer(kind: str, schedule, max_grad_norm, *, nap: bool = False,
+                      adam_eps: float = 1e-5) -> optax.GradientTransformation:
+    """Global-norm clipping then ``kind`` ("adam" with ``adam_eps`` | "sinkgd"), then NaP's
+    projection when ``nap``: the one place every trainer's optimizer choice is built (PPO and
+    REINFORCE through :func:`make_optimizer`; SAC, the sequence trainer and HDPO with optax's
+    default ``adam_eps = 1e-8``)."""
     if kind == "adam":
-        inner = optax.adam(schedule, eps=1e-5)
+        inner = optax.adam(schedule, eps=adam_eps)
     elif kind == "sinkgd":
         inner = optim.sinkgd(schedule)
     else:

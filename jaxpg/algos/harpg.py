@@ -52,7 +52,10 @@ BASELINES = ("leave_one_out", "none")
 
 @dataclasses.dataclass(frozen=True)
 class HARPGConfig(common.BaseConfig):
-    OPTIMIZERS = ("adam",)  # builds its own optimizers; optimizer="sinkgd" is refused
+    # The step is the method (normalized, momentum or Hessian-corrected ascent of Fatkhullin et
+    # al.), not an optax optimizer: there is nothing for optimizer="sinkgd" to replace, so the
+    # field keeps its default and other values are refused.
+    OPTIMIZERS = ("adam",)
     # simulated env steps (num_envs [+ hessian_envs]) x horizon per iteration
     total_steps: int = bounded(500_000, POSITIVE_INT)
     num_envs: int = bounded(10, POSITIVE_INT)  # trajectories per gradient estimate

@@ -51,6 +51,7 @@ class HDPOConfig:
     batch_size: int = bounded(1024, POSITIVE_INT)  # demand paths per step (paper: 8192)
     total_steps: int = bounded(1024 * 50 * 1500, POSITIVE_INT)  # simulated store-periods
     lr_schedule: str = "cosine"  # "constant" | "linear" | "cosine" (over the run's iterations)
+    optimizer: str = "adam"  # "adam" (the paper's) | "sinkgd", after clipping
 
 
 @struct.dataclass
@@ -82,6 +83,7 @@ class HDPO(Trainer):
             raise ValueError(f"unknown policy {config.policy!r}; valid choices: {', '.join(POLICIES)}")
         if config.lr_schedule not in common.SCHEDULES:
             raise ValueError(f"unknown lr_schedule {config.lr_schedule!r}; valid choices: {', '.join(common.SCHEDULES)}")
+        common.check_optimizer(config.optimizer)
         if any(int(size) < 1 for size in config.hidden_sizes):
             raise ValueError(f"hidden_sizes must be positive integers, got {config.hidden_sizes!r}")
         self.config = config
@@ -103,7 +105,7 @@ class HDPO(Trainer):
 
     def optimizer(self, hparams) -> optax.GradientTransformation:
         schedule = common.learning_rate_schedule(self.config.lr_schedule, hparams.learning_rate, self.num_iterations)
-        return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(schedule))
+        return common.clipped_optimizer(self.config.optimizer, schedule, hparams.max_grad_norm, adam_eps=1e-8)
 
     def init_params(self, key: jax.Array):
         """MLP: flax's init; base stock: the level starts at the mean demand over the lead time

@@ -43,7 +43,8 @@ from jaxpg.policies import ActionSample
 @dataclasses.dataclass(frozen=True)
 class SACConfig(common.BaseConfig):
     """Static choices; shared fields in ``BaseConfig`` (redeclared here with SAC's defaults)."""
-    OPTIMIZERS = ("adam",)  # builds its own optimizers; optimizer="sinkgd" is refused
+    # The actor's and critics' optimizer; the temperature (a scalar) always takes Adam.
+    OPTIMIZERS = ("adam", "sinkgd")
 
     env: str = "Pendulum-v1"
     num_envs: int = bounded(1, POSITIVE_INT)
@@ -126,7 +127,14 @@ class SAC(Trainer):
         return {"actor": state.params, "critic": state.critic_params}
 
     def _optimizer(self, hparams) -> optax.GradientTransformation:
-        return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.learning_rate))
+        """The actor's and the critics' optimizer: clipping then ``config.optimizer`` (Adam or SinkGD)."""
+        return common.clipped_optimizer(self.config.optimizer, hparams.learning_rate, hparams.max_grad_norm,
+                                        adam_eps=1e-8)
+
+    def _temperature_optimizer(self, hparams) -> optax.GradientTransformation:
+        """Adam for log alpha whatever ``config.optimizer`` is: SinkGD has no rule for a scalar
+        beyond its sign, which would move alpha by a fixed factor every step."""
+        return common.clipped_optimizer("adam", hparams.learning_rate, hparams.max_grad_norm, adam_eps=1e-8)
 
     def _transition_example(self):
         obs = jnp.zeros(self.env.observation_spec.shape, jnp.float32)
@@ -156,7 +164,7 @@ class SAC(Trainer):
         tx = self._optimizer(hparams)
         return dict(params=actor, critic_params=critic, target_critic_params=critic, log_alpha=log_alpha,
                     actor_opt_state=tx.init(actor), critic_opt_state=tx.init(critic),
-                    alpha_opt_state=tx.init(log_alpha), buffer=self.buffer.init(self._transition_example()))
+                    alpha_opt_state=self._temperature_optimizer(hparams).init(log_alpha), buffer=self.buffer.init(self._transition_example()))
 
     def replace_levels(self, state, env_params, key=None):
         key = jax.random.fold_in(state.key, 1) if key is None else key
@@ -212,7 +220,8 @@ class SAC(Trainer):
             state.log_alpha, log_prob, target_entropy=self.target_entropy)
         if not self.config.autotune_alpha:
             alpha_grad = jnp.zeros_like(alpha_grad)
-        updates, alpha_opt_state = tx.update(alpha_grad, state.alpha_opt_state, state.log_alpha)
+        updates, alpha_opt_state = self._temperature_optimizer(hparams).update(
+            alpha_grad, state.alpha_opt_state, state.log_alpha)
         log_alpha = optax.apply_updates(state.log_alpha, updates)
 
         target = optax.incremental_update(critic_params, state.target_critic_params, hparams.tau)

@@ -42,7 +42,7 @@ import jax.numpy as jnp
 import optax
 from flax import struct
 
-from jaxpg.algos import generation
+from jaxpg.algos import common, generation
 from jaxpg.algos.trainer import Trainer, all_finite
 from jaxpg.algos.validation import NONNEGATIVE, NONNEGATIVE_INT, POSITIVE, POSITIVE_INT, UNIT, bounded
 from jaxpg.envs.tokens import make_task
@@ -69,6 +69,7 @@ class SequenceConfig:
     sft_correct_fraction: float = bounded(0.5, UNIT)
     eval_prompts: int = bounded(128, POSITIVE_INT)
     eval_every: int = bounded(10, POSITIVE_INT)
+    optimizer: str = "adam"  # "adam" | "sinkgd" (the policy's and the critic's, after clipping)
 
 
 @struct.dataclass
@@ -124,6 +125,7 @@ class SequenceTrainer(Trainer):
         from jaxpg.algos.validation import validate
 
         validate(config)
+        common.check_optimizer(config.optimizer)
         self.config = config
         self.task = make_task(config.env)
         self.recipe = seq.get_recipe(config.recipe)
@@ -158,10 +160,11 @@ class SequenceTrainer(Trainer):
 
     # -- set-up ------------------------------------------------------------------------------
     def optimizer(self, hparams) -> optax.GradientTransformation:
-        return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.learning_rate))
+        return common.clipped_optimizer(self.config.optimizer, hparams.learning_rate, hparams.max_grad_norm, adam_eps=1e-8)
 
     def value_optimizer(self, hparams) -> optax.GradientTransformation:
-        return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.value_learning_rate))
+        return common.clipped_optimizer(self.config.optimizer, hparams.value_learning_rate, hparams.max_grad_norm,
+                                        adam_eps=1e-8)
 
     def init_params(self, key: jax.Array):
         return self.network.init(key, jnp.zeros((1, self.max_len), jnp.int32))
