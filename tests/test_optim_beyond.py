@@ -177,7 +177,7 @@ def _random_like(params, seed):
 def test_sac_sequence_and_hdpo_trainers_step_their_networks_with_sinkgd():
     """optimizer="sinkgd" reaches every trainer that builds its own optimizers: SAC's actor and
     critics (its temperature keeps Adam: a scalar's SinkGD step is only its sign), the sequence
-    trainer's policy and critic, HDPO's policy. Each update is -lr SinkGD(g) of random gradients;
+    trainer's policy and critic, HDPO's policy, LPG's agent. Each update is -lr SinkGD(g) of random gradients;
     with "adam" SAC's optimizer is still optax's Adam (eps 1e-8) after clipping."""
     from jaxpg.algos import make_train
 
@@ -204,6 +204,15 @@ def test_sac_sequence_and_hdpo_trainers_step_their_networks_with_sinkgd():
                    (seq.optimizer(seq.default_hparams), seq.default_hparams.learning_rate),
                    (seq.value_optimizer(seq.default_hparams), seq.default_hparams.value_learning_rate)):
         _check_sinkgd_updates(jax.jit(tx.update)(grads, tx.init(actor), actor)[0], grads, lr)
+
+    # LPG's agent (the trainer needs a saved rule to be built; its optimizer reads only the config).
+    from types import SimpleNamespace
+
+    from jaxpg.algos.lpg import LPG, LPGTrainHParams
+
+    lpg_hp = LPGTrainHParams()
+    tx = LPG.optimizer(SimpleNamespace(config=LPGConfig(optimizer="sinkgd")), lpg_hp)
+    _check_sinkgd_updates(jax.jit(tx.update)(grads, tx.init(actor), actor)[0], grads, lpg_hp.learning_rate)
 
 
 @pytest.mark.parametrize("algo", ["sac", "grpo", "hdpo"])

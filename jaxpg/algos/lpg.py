@@ -28,7 +28,7 @@ from jaxpg.algos.validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, bo
 from jaxpg.envs import Discrete
 from jaxpg.policies import Categorical
 
-OPTIMIZERS = ("sgd", "adam")
+OPTIMIZERS = ("sgd", "adam", "sinkgd")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -38,7 +38,8 @@ class LPGConfig(common.BaseConfig):
     num_envs: int = bounded(8, POSITIVE_INT)
     num_steps: int = bounded(20, POSITIVE_INT)
     hidden_sizes: tuple = ()  # () = the tabular (bias-free linear) agent
-    optimizer: str = "sgd"  # "sgd": per-head learning rates (GROOVE's tabular agents); "adam": learning_rate
+    # "sgd": per-head learning rates (GROOVE's tabular agents); "adam" | "sinkgd": learning_rate
+    optimizer: str = "sgd"
 
 
 @struct.dataclass
@@ -95,8 +96,9 @@ class LPG(Trainer):
         self.default_hparams = LPGTrainHParams()
 
     def optimizer(self, hparams: LPGTrainHParams) -> optax.GradientTransformation:
-        if self.config.optimizer == "adam":
-            return optax.chain(optax.clip_by_global_norm(hparams.max_grad_norm), optax.adam(hparams.learning_rate))
+        if self.config.optimizer in ("adam", "sinkgd"):
+            return common.clipped_optimizer(self.config.optimizer, hparams.learning_rate, hparams.max_grad_norm,
+                                            adam_eps=1e-8)
         return meta.tabular_optimizer(hparams.policy_learning_rate, hparams.prediction_learning_rate,
                                       hparams.prediction_learning_rate, hparams.max_grad_norm)
 
