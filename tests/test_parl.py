@@ -183,15 +183,15 @@ def test_bad_inputs_raise_one_line_value_errors_naming_the_valid_range():
     train = lambda **kw: parl.train_parl(lower, upper, theta, nu, **{**dict(num_outer=2, num_inner=2,  # noqa: E731
                                                                             inner_step_size=1.0), **kw})
     cases = [
-        (lambda: parl.implicit_hypergradient(lower, upper, theta, nu, num_cg_iters=0), "num_cg_iters must be an integer >= 1"),
+        (lambda: parl.implicit_hypergradient(lower, upper, theta, nu, num_cg_iters=0), "num_cg_iters >= 1 (an integer)"),
         (lambda: parl.implicit_hypergradient(lower, upper, theta, nu, damping=-1.0), "damping >= 0"),
         (lambda: parl.implicit_hypergradient(lower, upper, theta, nu, tol=float("nan")), "tol >= 0"),
-        (lambda: parl.solve_lower(lower, theta, nu, num_steps=0, step_size=1.0), "num_steps (K) must be an integer >= 1"),
+        (lambda: parl.solve_lower(lower, theta, nu, num_steps=0, step_size=1.0), "num_steps (K) >= 1 (an integer)"),
         (lambda: parl.solve_lower(lower, theta, nu, num_steps=3, step_size=0.0), "step_size > 0"),
-        (lambda: train(num_inner=0), "num_inner (K) must be an integer >= 1"),
-        (lambda: train(num_outer=1.5), "num_outer must be an integer >= 1"),
+        (lambda: train(num_inner=0), "num_inner (K) >= 1 (an integer)"),
+        (lambda: train(num_outer=1.5), "num_outer >= 1 (an integer)"),
         (lambda: train(upper_lr=-0.1), "upper_lr >= 0"),
-        (lambda: train(num_cg_iters=0), "num_cg_iters must be an integer >= 1"),
+        (lambda: train(num_cg_iters=0), "num_cg_iters >= 1 (an integer)"),
         (lambda: parl.bandit_objectives(jnp.eye(3), jnp.ones(3) / 3, tau=0.0), "tau > 0"),
         (lambda: parl.grid_design(5, gamma=1.0), "0 <= gamma < 1"),
         (lambda: parl.grid_design(5, slip=1.5), "0 <= slip <= 1"),

@@ -44,46 +44,13 @@ import numpy as np
 import optax
 from flax import struct
 
+from jaxpg.algos.trainer import all_finite
+from jaxpg.algos.validation import NONNEGATIVE, POSITIVE, POSITIVE_INT, UNIT, Interval, check_value
 from jaxpg.envs.tabular import TabularParams
 from jaxpg.optim.gns import conjugate_gradient
 
 # objective(theta, nu) -> scalar to maximize; theta and nu are pytrees.
 Objective = Callable[[Any, Any], jax.Array]
-
-
-# ---- validation -------------------------------------------------------------------------------
-def _concrete(value) -> bool:
-    return isinstance(value, (int, float, np.number)) and not isinstance(value, bool)
-
-
-def _check_int(name: str, value, low: int = 1) -> None:
-    if not isinstance(value, (int, np.integer)) or isinstance(value, bool) or value < low:
-        raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-
-
-def _check_number(name: str, value, *, positive: bool = False, upper: float | None = None,
-                  upper_open: bool = True) -> None:
-    """``0 <= value`` (``0 < value`` if ``positive``), below ``upper`` if given; finite. Checks Python
-    and NumPy numbers; traced or array values (vmapped sweeps) pass unchecked."""
-    if not _concrete(value):
-        return
-    ok = np.isfinite(value) and (value > 0 if positive else value >= 0)
-    if upper is not None:
-        ok = ok and (value < upper if upper_open else value <= upper)
-    if not ok:
-        low = f"0 {'<' if positive else '<='} {name}"
-        bound = f"{low} {'<' if upper_open else '<='} {upper:g}" if upper is not None else \
-            f"{name} {'>' if positive else '>='} 0 (finite)"
-        raise ValueError(f"{name} must satisfy {bound}, got {value!r}")
-
-
-def _tree_norm(tree: Any) -> jax.Array:
-    return optax.tree.norm(tree)
-
-
-def _all_finite(*trees: Any) -> jax.Array:
-    leaves = [jnp.all(jnp.isfinite(x)) for t in trees for x in jax.tree.leaves(t)]
-    return jnp.all(jnp.stack(leaves)) if leaves else jnp.ones((), bool)
 
 
 # ---- the hypergradient ------------------------------------------------------------------------
@@ -134,9 +101,9 @@ def implicit_hypergradient(lower_objective: Objective, upper_objective: Objectiv
     non-positive curvature). ``info.cg_residual`` is relative to ``||d_theta U||``, which vanishes
     at the bilevel optimum, so late in training it can read large while the solve is harmless.
     """
-    _check_int("num_cg_iters", num_cg_iters)
-    _check_number("damping", damping)
-    _check_number("tol", tol)
+    check_value("num_cg_iters", num_cg_iters, POSITIVE_INT)
+    check_value("damping", damping, NONNEGATIVE)
+    check_value("tol", tol, NONNEGATIVE)
 
     def lower_grad(theta, nu_):
         return jax.grad(lower_objective)(theta, nu_)
@@ -152,7 +119,7 @@ def implicit_hypergradient(lower_objective: Objective, upper_objective: Objectiv
     _, cross_vjp = jax.vjp(lambda n: lower_grad(theta_star, n), nu)
     (cross,) = cross_vjp(w)
     hypergrad = jax.tree.map(jnp.add, g_nu_u, cross)
-    return hypergrad, HypergradientInfo(cg_info.iterations, cg_info.relative_residual, _tree_norm(g_lower))
+    return hypergrad, HypergradientInfo(cg_info.iterations, cg_info.relative_residual, optax.tree.norm(g_lower))
 
 
 def dense_hypergradient(lower_objective: Objective, upper_objective: Objective, theta_star: jax.Array,
@@ -182,8 +149,8 @@ def solve_lower(lower_objective: Objective, theta0: Any, nu: Any, *, num_steps: 
     optimum (Mei, Xiao, Szepesvari, Schuurmans, ICML 2020) for ``eta`` below the inverse
     smoothness constant.
     """
-    _check_int("num_steps (K)", num_steps)
-    _check_number("step_size", step_size, positive=True)
+    check_value("num_steps (K)", num_steps, POSITIVE_INT)
+    check_value("step_size", step_size, POSITIVE)
     grad_fn = jax.grad(lower_objective)
 
     def step(theta, _):
@@ -192,7 +159,7 @@ def solve_lower(lower_objective: Objective, theta0: Any, nu: Any, *, num_steps: 
 
     theta, _ = jax.lax.scan(step, theta0, None, length=num_steps)
     value, g = jax.value_and_grad(lower_objective)(theta, nu)
-    return theta, LowerInfo(value, _tree_norm(g))
+    return theta, LowerInfo(value, optax.tree.norm(g))
 
 
 # ---- the bilevel trainer ----------------------------------------------------------------------
@@ -222,13 +189,13 @@ def train_parl(lower_objective: Objective, upper_objective: Objective, theta0: A
     objectives are exact); jit it with the objectives closed over, vmap it over problem data,
     ``theta0``, ``nu0`` or ``upper_lr``.
     """
-    _check_int("num_outer", num_outer)
-    _check_int("num_inner (K)", num_inner)
-    _check_number("inner_step_size", inner_step_size, positive=True)
-    _check_number("upper_lr", upper_lr)
-    _check_int("num_cg_iters", num_cg_iters)
-    _check_number("damping", damping)
-    _check_number("tol", tol)
+    check_value("num_outer", num_outer, POSITIVE_INT)
+    check_value("num_inner (K)", num_inner, POSITIVE_INT)
+    check_value("inner_step_size", inner_step_size, POSITIVE)
+    check_value("upper_lr", upper_lr, NONNEGATIVE)
+    check_value("num_cg_iters", num_cg_iters, POSITIVE_INT)
+    check_value("damping", damping, NONNEGATIVE)
+    check_value("tol", tol, NONNEGATIVE)
     if upper_optimizer is None:
         upper_optimizer = optax.sgd(upper_lr)
 
@@ -241,10 +208,10 @@ def train_parl(lower_objective: Objective, upper_objective: Objective, theta0: A
         # optax minimizes: feed it -dU/dnu so that its step ascends U.
         updates, opt_state = upper_optimizer.update(jax.tree.map(jnp.negative, hypergrad), state.opt_state, state.nu)
         nu = optax.apply_updates(state.nu, updates)
-        metrics = {"upper": upper, "lower": lower_info.objective, "hypergrad_norm": _tree_norm(hypergrad),
+        metrics = {"upper": upper, "lower": lower_info.objective, "hypergrad_norm": optax.tree.norm(hypergrad),
                    "cg_residual": info.cg_residual, "cg_iterations": info.cg_iterations,
                    "lower_grad_norm": lower_info.grad_norm,
-                   "finite": _all_finite(theta, state.nu, hypergrad, upper, lower_info.objective)}
+                   "finite": all_finite((theta, state.nu, hypergrad, upper, lower_info.objective))}
         if metrics_fn is not None:
             metrics.update(metrics_fn(theta, state.nu))
         return PARLState(theta, nu, opt_state), metrics
@@ -269,8 +236,8 @@ def bandit_objectives(features: jax.Array, target: jax.Array, tau: float,
     ``Phi^T (p_target - pi*) = tau ridge nu``; with ``Phi = I`` and no ridge, ``pi* = p_target``,
     i.e. ``nu* = tau log p_target + c 1``.
     """
-    _check_number("tau", tau, positive=True)
-    _check_number("ridge", ridge)
+    check_value("tau", tau, POSITIVE)
+    check_value("ridge", ridge, NONNEGATIVE)
 
     def lower(theta, nu):
         log_pi = jax.nn.log_softmax(theta)
@@ -288,12 +255,12 @@ def random_bandit(key: jax.Array, num_actions: int = 6, num_features: int | None
     """A random bandit instance ``(features [A, d], target [A], nu0 [d])``: ``Phi = I`` when
     ``num_features`` is None (then ``d = A``), else ``N(0, 1/d)`` features; a Dirichlet(concentration)
     target behaviour; ``nu0 ~ N(0, nu_scale^2)`` (the designer's starting reward)."""
-    _check_int("num_actions", num_actions, low=2)
+    check_value("num_actions", num_actions, Interval(2, integer=True))
     k_phi, k_target, k_nu = jax.random.split(key, 3)
     if num_features is None:
         features = jnp.eye(num_actions)
     else:
-        _check_int("num_features", num_features)
+        check_value("num_features", num_features, POSITIVE_INT)
         features = jax.random.normal(k_phi, (num_actions, num_features)) / np.sqrt(num_features)
     target = jax.random.dirichlet(k_target, jnp.full((num_actions,), concentration))
     nu0 = nu_scale * jax.random.normal(k_nu, (features.shape[1],))
@@ -346,12 +313,12 @@ def grid_design(size: int = 5, *, walls: tuple = (), start: tuple = (0, 0), goal
     ``walls``: cells ``(row, col)`` the agent cannot enter. ``goal`` defaults to the corner
     opposite to ``start``.
     """
-    _check_int("size", size, low=2)
-    _check_int("horizon", horizon)
-    _check_number("slip", slip, upper=1.0, upper_open=False)
-    _check_number("gamma", gamma, upper=1.0)
-    _check_number("tau", tau, positive=True)
-    _check_number("ridge", ridge)
+    check_value("size", size, Interval(2, integer=True))
+    check_value("horizon", horizon, POSITIVE_INT)
+    check_value("slip", slip, UNIT)
+    check_value("gamma", gamma, Interval(0.0, 1.0, high_open=True))
+    check_value("tau", tau, POSITIVE)
+    check_value("ridge", ridge, NONNEGATIVE)
     goal = (size - 1, size - 1) if goal is None else tuple(goal)
     wall_set = {tuple(w) for w in walls}
     for name, cell in (("start", tuple(start)), ("goal", goal)):
@@ -423,7 +390,7 @@ def grid_soft_optimal_logits(design: GridDesign, nu: jax.Array, num_iters: int =
     """The lower optimum by soft value iteration (a gamma-contraction): ``theta* = Q_soft / tau``
     with ``Q(s, a) = nu[s] + gamma sum_s' P(s'|s, a) V(s')``, ``V(s) = tau logsumexp_a Q(s, a)/tau``.
     An oracle for tests (error ~ gamma^num_iters), independent of the PG solver."""
-    _check_int("num_iters", num_iters)
+    check_value("num_iters", num_iters, POSITIVE_INT)
 
     def q_of(v):
         return nu[:, None] + design.gamma * jnp.einsum("sap,p->sa", design.mdp.transitions, v)
