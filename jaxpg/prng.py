@@ -52,7 +52,9 @@ def _counters(shape) -> tuple[jax.Array, jax.Array]:
     """The row-major index of every element of ``shape`` as (high, low) 32-bit words."""
     size = int(np.prod(shape, dtype=np.int64))
     if size >= 2**32:
-        raise NotImplementedError(f"random arrays of 2**32 or more elements (shape {shape})")
+        # The counter's high word stays zero: one 32-bit counter word covers the arrays rollouts draw.
+        raise ValueError(f"unrolled keys draw arrays of fewer than 2**32 elements; shape {shape} has {size} "
+                         "(valid: size < 2**32; use a standard jax.random key for larger arrays)")
     low = jax.lax.iota(np.uint32, size).reshape(shape)
     return jnp.zeros(shape, np.uint32), low
 

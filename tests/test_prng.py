@@ -69,3 +69,11 @@ def test_rollouts_are_unchanged_by_the_retyping(monkeypatch):
     plain = jax.jit(lambda key: transitions(key))(jax.random.key(1))
     for a, b in zip(jax.tree.leaves(plain), jax.tree.leaves(with_unrolled)):
         np.testing.assert_array_equal(a, b)
+
+
+def test_arrays_of_2_to_the_32_elements_or_more_are_refused_in_one_line():
+    from jaxpg.prng import _counters
+
+    with pytest.raises(ValueError, match=r"fewer than 2\*\*32 elements; shape \(65536, 65536\)") as info:
+        _counters((2**16, 2**16))  # checked before anything is allocated
+    assert "\n" not in str(info.value)
