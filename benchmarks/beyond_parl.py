@@ -73,16 +73,12 @@ def _hypergradient_fd_error(seeds: int) -> float:
 
 def _grid(keys):
     design = parl.grid_design(5, **GRID)
-    lower, upper = parl.grid_objectives(design)
 
     def one(key, sign, lr):
         nu0 = 0.1 * jax.random.normal(key, (25,))
-        state, metrics = parl.train_parl(lower, upper, jnp.zeros((25, 4)), nu0,
-                                         upper_optimizer=optax.chain(optax.scale(sign), optax.adam(lr)),
-                                         metrics_fn=lambda th, nu: {"p": parl.grid_target_probability(design, th)},
-                                         **GRID_TRAIN)
-        oracle = parl.grid_target_probability(design, parl.grid_soft_optimal_logits(design, state.nu))
-        return metrics, oracle, state.nu
+        state, metrics, designed = parl.grid_goal_design(design, nu0, optax.chain(optax.scale(sign), optax.adam(lr)),
+                                                         **GRID_TRAIN)
+        return metrics, designed, state.nu
 
     signs, lrs = jnp.array([1.0, -1.0, 1.0]), jnp.array([GRID_LR, GRID_LR, 0.0])
     runs = jax.jit(jax.vmap(lambda s, lr: jax.vmap(one, in_axes=(0, None, None))(keys, s, lr)))(signs, lrs)

@@ -146,18 +146,14 @@ def test_train_parl_reaches_the_bandit_bilevel_optimum_from_several_keys():
 @jax.jit
 def _grid_runs(keys, signs, lrs):
     design = parl.grid_design(5, **GRID)
-    lower, upper = parl.grid_objectives(design)
 
     def one(key, sign, lr):
         nu0 = 0.1 * jax.random.normal(key, (25,))
         # sign = -1 flips the hypergradient fed to Adam (descends U); lr = 0 never moves nu.
-        state, metrics = parl.train_parl(lower, upper, jnp.zeros((25, 4)), nu0,
-                                         upper_optimizer=optax.chain(optax.scale(sign), optax.adam(lr)),
-                                         metrics_fn=lambda th, nu: {"p": parl.grid_target_probability(design, th)},
-                                         **GRID_TRAIN)
+        _, metrics, designed = parl.grid_goal_design(design, nu0, optax.chain(optax.scale(sign), optax.adam(lr)),
+                                                     **GRID_TRAIN)
         # The designed reward judged by the exact soft-optimal policy, not by the trainer's theta.
-        oracle = parl.grid_target_probability(design, parl.grid_soft_optimal_logits(design, state.nu))
-        return metrics, oracle
+        return metrics, designed
 
     return jax.vmap(lambda s, lr: jax.vmap(one, in_axes=(0, None, None))(keys, s, lr))(signs, lrs)
 

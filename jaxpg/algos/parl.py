@@ -400,3 +400,21 @@ def grid_soft_optimal_logits(design: GridDesign, nu: jax.Array, num_iters: int =
 
     v = jax.lax.fori_loop(0, num_iters, body, jnp.zeros_like(nu))
     return q_of(v) / design.tau
+
+
+def grid_goal_design(design: GridDesign, nu0: jax.Array, upper_optimizer: optax.GradientTransformation,
+                     **train_kwargs) -> tuple[PARLState, dict, jax.Array]:
+    """Goal design on ``design`` from reward weights ``nu0`` [cells], by :func:`train_parl` with
+    ``upper_optimizer`` (other options: ``train_kwargs``): ``(state, metrics, designed)``.
+
+    The lower level starts from the uniform policy (zero logits); ``metrics["p"]`` is the target
+    probability of the trained policy per outer iteration; ``designed`` judges the final reward
+    by the exact soft-optimal policy for it (:func:`grid_soft_optimal_logits`), not by the
+    trainer's own lower iterate.
+    """
+    lower, upper = grid_objectives(design)
+    theta0 = jnp.zeros(design.mdp.rewards.shape)  # [S, A] logits
+    state, metrics = train_parl(lower, upper, theta0, nu0, upper_optimizer=upper_optimizer,
+                                metrics_fn=lambda th, nu: {"p": grid_target_probability(design, th)}, **train_kwargs)
+    designed = grid_target_probability(design, grid_soft_optimal_logits(design, state.nu))
+    return state, metrics, designed
