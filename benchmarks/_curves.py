@@ -1,4 +1,4 @@
-"""Learning-curve statistics shared by the algorithm benchmarks (pmoe.py, gorl.py)."""
+"""Learning-curve statistics shared by the algorithm benchmarks (pmoe.py, gorl.py, beyond_*.py)."""
 
 from __future__ import annotations
 
@@ -17,3 +17,32 @@ def summary(values) -> dict:
     """Mean, standard deviation and the per-seed values, as JSON-ready floats."""
     values = np.asarray(values, np.float64)
     return {"mean": float(np.mean(values)), "std": float(np.std(values)), "per_seed": values.tolist()}
+
+
+def moving_mean(curves: np.ndarray, window: int) -> np.ndarray:
+    """Mean over the last ``window`` iterations, along the last axis ("valid": ``window - 1``
+    shorter; entry i covers iterations i .. i + window - 1)."""
+    kernel = np.ones(window) / window
+    return np.apply_along_axis(lambda c: np.convolve(c, kernel, "valid"), -1, curves)
+
+
+def first_at_least(curve: np.ndarray, threshold: float) -> int | None:
+    """The first index where ``curve`` reaches ``threshold``, or None."""
+    hits = np.nonzero(np.asarray(curve) >= threshold)[0]
+    return int(hits[0]) if hits.size else None
+
+
+def learning_rate_sweep(algo: str, optimizer: str, total_steps: int, learning_rates, seeds: int, key):
+    """``algo`` on CartPole-v1 with ``optimizer``, every (learning rate, seed) in one compiled sweep:
+    ``(returns [lr, seed, iteration], env_steps [iteration], wall seconds, all metrics)``."""
+    import time
+
+
+    import jaxpg
+
+    train = jaxpg.make_train(algo, env="CartPole-v1", total_steps=total_steps, optimizer=optimizer)
+    hparams = jaxpg.sweep.grid(train.default_hparams, learning_rate=list(learning_rates))
+    t0 = time.perf_counter()
+    result = jaxpg.sweep.run(train, seeds=seeds, hparams=hparams, key=key)
+    returns = np.asarray(result.metrics["episode_return"], np.float64)
+    return returns, np.asarray(result.metrics["env_steps"])[0, 0], time.perf_counter() - t0, result.metrics

@@ -30,9 +30,10 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-import jaxpg
 from jaxpg import optim
 from jaxpg.algos.reinforce import ReinforceHParams
+
+from _curves import first_at_least, learning_rate_sweep, moving_mean  # noqa: E402  (benchmarks/_curves.py)
 
 # ---- (a) softmax bandit ------------------------------------------------------------------------
 ARMS = 10
@@ -90,11 +91,6 @@ def _bandit_step(kind: str, sampled: bool):
     return step
 
 
-def _iterations_to(curve: np.ndarray, threshold: float) -> int | None:
-    hits = np.nonzero(curve >= threshold)[0]
-    return int(hits[0]) if hits.size else None
-
-
 def bandit(seeds: int) -> dict:
     """Plain PG (``theta += lr g``) against natural PG with the GNS step (``theta += lr (F +
     lambda I)^{-1} g``) from :func:`_bandit_start`: iterations until J >= BANDIT_THRESHOLD, per seed,
@@ -116,7 +112,7 @@ def bandit(seeds: int) -> dict:
             t0 = time.perf_counter()
             curves = np.asarray(jax.jit(jax.vmap(jax.vmap(run, (None, 0)), (0, None)))(
                 jnp.asarray(grid, jnp.float32), keys if sampled else keys[:1]), np.float64)  # [lr, seed, iteration]
-            reach = [[_iterations_to(c, BANDIT_THRESHOLD) for c in by_seed] for by_seed in curves]
+            reach = [[first_at_least(c, BANDIT_THRESHOLD) for c in by_seed] for by_seed in curves]
             cost = np.array([[BANDIT_LIMIT if r is None else r for r in by_seed] for by_seed in reach], np.float64)
             best = int(np.argmin(cost.mean(-1)))
             part[kind] = {
@@ -142,17 +138,10 @@ def cartpole(seeds: int) -> dict:
     out = {"env_steps": CARTPOLE_STEPS, "threshold": CARTPOLE_THRESHOLD, "window": WINDOW,
            "gns_gamma": float(ReinforceHParams().gns_gamma), "lr_grid": {k: list(v) for k, v in CARTPOLE_LR.items()}}
     for name, grid in CARTPOLE_LR.items():
-        train = jaxpg.make_train("reinforce", env="CartPole-v1", total_steps=CARTPOLE_STEPS, optimizer=name)
-        hparams = jaxpg.sweep.grid(train.default_hparams, learning_rate=list(grid))
-        t0 = time.perf_counter()
-        result = jaxpg.sweep.run(train, seeds=seeds, hparams=hparams, key=jax.random.key(7))
-        returns = np.asarray(result.metrics["episode_return"], np.float64)  # [lr, seed, iteration]
-        steps = np.asarray(result.metrics["env_steps"])[0, 0]
-        wall = time.perf_counter() - t0
+        returns, steps, wall, metrics = learning_rate_sweep("reinforce", name, CARTPOLE_STEPS, grid, seeds,
+                                                            jax.random.key(7))  # returns [lr, seed, iteration]
         best = int(np.argmax(returns.mean((1, 2))))
-        kernel = np.ones(WINDOW) / WINDOW
-        moving = np.apply_along_axis(lambda c: np.convolve(c, kernel, "valid"), -1, returns[best])
-        reach = [_iterations_to(m, CARTPOLE_THRESHOLD) for m in moving]
+        reach = [first_at_least(m, CARTPOLE_THRESHOLD) for m in moving_mean(returns[best], WINDOW)]
         out[name] = {
             "mean_return_by_lr": returns.mean((1, 2)).round(1).tolist(),
             "best_lr": grid[best],
@@ -165,8 +154,8 @@ def cartpole(seeds: int) -> dict:
             "wall_seconds": round(wall, 1),
         }
         if name == "gns":
-            out[name]["gns_lambda_mean"] = float(np.mean(result.metrics["gns_lambda"][best]))
-            out[name]["cg_residual_mean"] = float(np.mean(result.metrics["cg_residual"][best]))
+            out[name]["gns_lambda_mean"] = float(np.mean(metrics["gns_lambda"][best]))
+            out[name]["cg_residual_mean"] = float(np.mean(metrics["cg_residual"][best]))
         final = np.asarray(out[name]["final_return"])
         print(f"CartPole {name}: mean return by lr {dict(zip(grid, out[name]['mean_return_by_lr']))}; best lr "
               f"{grid[best]:g}: final {final.mean():.1f} +- {final.std():.1f}, iterations to "

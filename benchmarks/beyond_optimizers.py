@@ -21,19 +21,14 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-import jaxpg
 from jaxpg import optim
+
+from _curves import first_at_least, learning_rate_sweep, moving_mean  # noqa: E402  (benchmarks/_curves.py)
 
 LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
 OPTIMIZERS = ("adam", "sinkgd")
 PPO_STEPS, PPO_THRESHOLD = 200_000, 475.0
 MLP_HIDDEN, MLP_STEPS, MLP_BATCH = (128, 128), 600, 128
-
-
-def _first_at_least(curve: np.ndarray, threshold: float) -> float:
-    """The first index where ``curve`` (a moving mean) reaches ``threshold``, or NaN."""
-    hits = np.nonzero(curve >= threshold)[0]
-    return float(hits[0]) if hits.size else float("nan")
 
 
 def ppo_cartpole(seeds: int) -> dict:
@@ -43,28 +38,21 @@ def ppo_cartpole(seeds: int) -> dict:
     iterations) of the training return first reaches 475."""
     out = {"env_steps": PPO_STEPS, "threshold": PPO_THRESHOLD, "lr_grid": list(LR_GRID)}
     for name in OPTIMIZERS:
-        train = jaxpg.make_train("ppo", env="CartPole-v1", total_steps=PPO_STEPS, optimizer=name)
-        hparams = jaxpg.sweep.grid(train.default_hparams, learning_rate=list(LR_GRID))
-        t0 = time.perf_counter()
-        result = jaxpg.sweep.run(train, seeds=seeds, hparams=hparams, key=jax.random.key(7))
-        returns = np.asarray(result.metrics["episode_return"], np.float64)  # [lr, seed, iteration]
-        steps = np.asarray(result.metrics["env_steps"])[0, 0]
-        wall = time.perf_counter() - t0
+        returns, steps, wall, _ = learning_rate_sweep("ppo", name, PPO_STEPS, LR_GRID, seeds,
+                                                      jax.random.key(7))  # returns [lr, seed, iteration]
         tail = max(1, returns.shape[-1] // 10)
         final = returns[..., -tail:].mean(-1)  # [lr, seed]
         auc = np.nanmean(returns, -1)  # [lr, seed]: the mean training return over the run
         # The learning rate with the best area under the curve: several reach 500 by the end.
         best = int(np.argmax(auc.mean(-1)))
-        kernel = np.ones(10) / 10
-        moving = np.apply_along_axis(lambda c: np.convolve(c, kernel, "valid"), -1, returns[best])
-        reach = [_first_at_least(m, PPO_THRESHOLD) for m in moving]
+        reach = [first_at_least(m, PPO_THRESHOLD) for m in moving_mean(returns[best], 10)]
         out[name] = {
             "final_return_by_lr": final.mean(-1).round(1).tolist(),
             "auc_by_lr": auc.mean(-1).round(1).tolist(),
             "auc": auc[best].round(1).tolist(),
             "best_lr": LR_GRID[best],
             "final_return": final[best].round(1).tolist(),
-            "steps_to_threshold": [float(steps[int(i) + 9]) if np.isfinite(i) else None for i in reach],
+            "steps_to_threshold": [None if i is None else float(steps[i + 9]) for i in reach],
             "curve_mean": returns[best].mean(0).round(1).tolist(),
             "curve_std": returns[best].std(0).round(1).tolist(),
             "curve_steps": steps.tolist(),
